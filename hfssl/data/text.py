@@ -28,19 +28,23 @@ def builder_for(path: str | Path) -> str:
     return BUILDERS[suffix]
 
 
-def check_utf8(path: str | Path, chunk_size: int = 1 << 20) -> None:
-    """Raise :class:`DataError` naming the line of the first byte sequence in ``path`` that is not UTF-8."""
+def check_text_file(path: str | Path, chunk_size: int = 1 << 20) -> None:
+    """Raise :class:`DataError` if ``path`` is missing, empty or whitespace-only, or holds bytes that are not UTF-8
+    (naming the line of the first bad byte)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist. Check the path given to --train_file/--validation_file.")
     if path.suffix.lower() == ".parquet":
+        if path.stat().st_size == 0:
+            raise DataError(f"{path} is empty: there is nothing to train on.")
         return  # parquet stores typed strings; Arrow validates them itself
     import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    line = 1
+    line, has_text = 1, False
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_size):
+            has_text = has_text or bool(chunk.strip())
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as err:
@@ -54,6 +58,8 @@ def check_utf8(path: str | Path, chunk_size: int = 1 << 20) -> None:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise DataError(f"{path}: the file ends inside a UTF-8 character (truncated?).") from None
+    if not has_text:
+        raise DataError(f"{path} is empty or holds only whitespace: there is nothing to train on.")
 
 
 def resolve_text_column(column_names: list[str] | None, text_column: str | None, source: str) -> str:
@@ -101,7 +107,7 @@ def load_text_splits(
         if len(builders) > 1:
             raise ConfigError(f"--train_file and --validation_file must be the same file type, got {sorted(files.values())}.")
         for f in files.values():
-            check_utf8(f)
+            check_text_file(f)
         raw = load_dataset(builders.pop(), data_files=files, streaming=streaming, cache_dir=cache_dir)
         source = f"file {train_file}"
 
@@ -143,4 +149,4 @@ def load_text_splits(
     return splits, column
 
 
-__all__ = ["DataError", "builder_for", "check_utf8", "load_text_splits", "resolve_text_column"]
+__all__ = ["DataError", "builder_for", "check_text_file", "load_text_splits", "resolve_text_column"]

@@ -1,0 +1,86 @@
+"""Dynamic masking for masked-LM pretraining (BERT, Devlin et al. 2019, section 3.1 and appendix C.2).
+
+A fraction ``mask_prob`` of the non-special positions is selected; of those, 80% become the mask token, 10% a random
+token and 10% stay unchanged, and only selected positions carry a label. With whole-word masking (released with
+BERT in 2019) the draw is made once per word and shared by all its sub-tokens.
+
+Masking runs on the training device inside the loop rather than in the DataLoader: it is a handful of vectorised
+ops, and drawing it from a generator seeded by the optimizer step makes an interrupted-and-resumed run see exactly
+the masks of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+
+
+def special_token_table(tokenizer: PreTrainedTokenizerBase, device=None) -> torch.Tensor:
+    """Bool ``[vocab]``: True for ids that must never be masked (CLS, SEP, PAD, ...)."""
+    table = torch.zeros(len(tokenizer), dtype=torch.bool, device=device)
+    table[torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)] = True
+    return table
+
+
+def word_start_table(tokenizer: PreTrainedTokenizerBase, device=None) -> torch.Tensor:
+    """Bool ``[vocab]``: True for tokens that begin a word.
+
+    WordPiece marks continuations with ``##``; byte-level BPE marks word starts with ``Ġ`` (a leading space). A
+    punctuation or symbol token is its own word in both schemes.
+    """
+    vocab = tokenizer.get_vocab()
+    byte_level = any(tok.startswith("Ġ") for tok in vocab)
+    table = torch.zeros(len(tokenizer), dtype=torch.bool)
+    for token, idx in vocab.items():
+        if idx >= len(table):
+            continue
+        if byte_level:
+            starts = token.startswith("Ġ") or not token[:1].isalnum()
+        else:
+            starts = not token.startswith("##")
+        table[idx] = starts
+    return table.to(device)
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    *,
+    mask_prob: float,
+    mask_token_id: int,
+    vocab_size: int,
+    special: torch.Tensor,
+    generator: torch.Generator,
+    word_start: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(masked_input_ids, labels)``; labels are ``IGNORE_INDEX`` except at selected positions."""
+    device = input_ids.device
+    is_special = special[input_ids]
+    draw = torch.rand(input_ids.shape, generator=generator, device=device)
+    if word_start is not None:
+        # Every token takes the draw made at the start of its word: find each position's word start with a
+        # running maximum over the indices of word-start positions.
+        starts = word_start[input_ids] | is_special
+        starts[:, 1:] |= is_special[:, :-1]
+        starts[:, 0] = True
+        positions = torch.arange(input_ids.shape[1], device=device).expand_as(input_ids)
+        start_of_word = torch.where(starts, positions, torch.zeros_like(positions)).cummax(dim=1).values
+        draw = draw.gather(1, start_of_word)
+    selected = (draw < mask_prob) & ~is_special
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+
+    action = torch.rand(input_ids.shape, generator=generator, device=device)
+    to_mask = selected & (action < 0.8)
+    to_random = selected & (action >= 0.8) & (action < 0.9)
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=device)
+    masked = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
+    masked = torch.where(to_random, random_ids, masked)
+    return masked, labels
+
+
+def step_generator(seed: int, step: int, rank: int, device) -> torch.Generator:
+    """The masking RNG for one micro-batch: a pure function of (seed, step, rank), so resume replays it."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+    return generator

@@ -1,0 +1,72 @@
+"""Build (or load) the tokenizer and the ``*ForMaskedLM`` model a masked-LM run trains, with size checks.
+
+Sizes are checked against each other before anything is built, so an impossible config (heads that don't divide
+the hidden size, sequences longer than the position table) fails in a second with a message saying what to change.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from ..config import ConfigError
+from .tokenizer_training import train_tokenizer
+
+# RoBERTa offsets positions by padding_idx + 1, so its table needs two extra rows.
+POSITION_OFFSET = {"bert": 0, "roberta": 2}
+
+
+def check_sizes(hidden_size: int, num_attention_heads: int, max_seq_length: int, max_position_embeddings: int | None = None) -> None:
+    if hidden_size % num_attention_heads:
+        raise ConfigError(
+            f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads}); "
+            f"e.g. use --num_attention_heads {max(1, hidden_size // 64)}."
+        )
+    if max_position_embeddings is not None and max_seq_length > max_position_embeddings:
+        raise ConfigError(
+            f"max_seq_length ({max_seq_length}) is longer than the model's position table ({max_position_embeddings}). "
+            f"Use --max_seq_length {max_position_embeddings} or less."
+        )
+
+
+def load_or_train_tokenizer(*, tokenizer_name: str | None, model_name_or_path: str | None, model_type: str,
+                            vocab_size: int, texts, saved_dir: Path, max_texts: int) -> PreTrainedTokenizerBase:
+    """The tokenizer named, else the continued model's, else one already trained for this run, else train one."""
+    source = tokenizer_name or model_name_or_path
+    if source:
+        try:
+            return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"Could not load a tokenizer from {source}: {err}. Pass --tokenizer_name explicitly.") from err
+    if (saved_dir / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(saved_dir)
+    tokenizer = train_tokenizer(model_type, islice(texts, max_texts), vocab_size)
+    tokenizer.save_pretrained(saved_dir)
+    return tokenizer
+
+
+def build_model(cfg, tokenizer: PreTrainedTokenizerBase):
+    """Continue from ``cfg.model_name_or_path`` or initialise a fresh BERT/RoBERTa sized by ``cfg``."""
+    if cfg.model_name_or_path:
+        model = AutoModelForMaskedLM.from_pretrained(cfg.model_name_or_path, trust_remote_code=False, use_safetensors=True)
+        check_sizes(model.config.hidden_size, model.config.num_attention_heads, cfg.max_seq_length,
+                    model.config.max_position_embeddings - POSITION_OFFSET.get(model.config.model_type, 0))
+        if len(tokenizer) > model.config.vocab_size:
+            model.resize_token_embeddings(len(tokenizer))
+        return model
+    config = AutoConfig.for_model(
+        cfg.model_type,
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_seq_length + POSITION_OFFSET[cfg.model_type],
+        type_vocab_size=2 if cfg.model_type == "bert" else 1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+    return AutoModelForMaskedLM.from_config(config)

@@ -1,0 +1,336 @@
+"""Pretrain a BERT- or RoBERTa-style masked language model with Accelerate.
+
+    python recipes/mlm.py                                   # offline default: small BERT on Python's own docs
+    accelerate launch recipes/mlm.py --config recipes/configs/mlm/bert-base.yaml
+    torchrun --nproc_per_node 2 recipes/mlm.py --max_steps 50 # two CPU processes (gloo)
+
+The story: config -> accelerator -> data (tokenize, pack) -> tokenizer and model -> masked-LM objective ->
+AdamW + schedule -> training loop (dynamic masking, accumulation, clipping, eval, checkpoints) -> save and push.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from datasets.distributed import split_dataset_by_node
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from hfssl.checkpointing import (NonFiniteLossError, load_checkpoint, prepare_output_dir, resolve_resume_path,
+                                 save_checkpoint)
+from hfssl.config import ConfigError, RunConfig, parse_config, save_config
+from hfssl.data.offline_corpus import python_docs_corpus
+from hfssl.distributed import no_accelerator
+from hfssl.data.text import load_text_splits
+from hfssl.hub import check_push_ready, push_folder
+from hfssl.mlm.data import EpochShuffleSampler, PadCollator, prepare_dataset
+from hfssl.mlm.evaluation import evaluate_mlm, premask_fn
+from hfssl.mlm.masking import mask_tokens, special_token_table, step_generator, word_start_table
+from hfssl.mlm.model_factory import build_model, check_sizes, load_or_train_tokenizer
+from hfssl.mlm.objective import MaskedLMObjective
+from hfssl.mlm.throughput import encoder_flops_per_token, gpu_peak_flops, peak_memory_mb
+from hfssl.model_card import write_model_card
+from hfssl.tracking import tracker_names
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class MLMConfig(RunConfig):
+    """Every flag of recipes/mlm.py. The defaults are the offline default run (recipes/configs/mlm/offline.yaml)."""
+
+    output_dir: str = field(default="outputs/mlm", metadata={"help": "Where checkpoints and the final model go."})
+    # Data
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. Salesforce/wikitext."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset config, e.g. wikitext-103-raw-v1."})
+    train_file: str | None = field(default=None, metadata={"help": "Local txt/csv/json/jsonl/parquet file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation file (same type)."})
+    text_column: str | None = field(default=None, metadata={"help": "Column with the text (default: 'text')."})
+    validation_split_percentage: int = field(default=5, metadata={"help": "Held out from train when there is no validation split."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it (needs max_steps)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation texts."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    line_by_line: bool = field(default=False, metadata={"help": "One example per line instead of packed blocks."})
+    # Tokenizer and model
+    model_type: str = field(default="bert", metadata={"help": "Architecture when training from scratch.", "choices": ["bert", "roberta"]})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Continue pretraining this checkpoint."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to use; trained on the data if absent."})
+    vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of a newly trained tokenizer."})
+    tokenizer_train_samples: int = field(default=1_000_000, metadata={"help": "Texts used to train a new tokenizer."})
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    max_seq_length: int = 128
+    # Objective
+    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens selected for prediction."})
+    whole_word_mask: bool = field(default=False, metadata={"help": "Mask all sub-tokens of a word together."})
+    sparse_prediction: bool = field(default=True, metadata={"help": "Run the MLM head only on masked positions."})
+    # Optimisation
+    per_device_train_batch_size: int = 32
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    adam_beta2: float = 0.98
+    max_grad_norm: float = 1.0
+    lr_scheduler_type: str = field(default="linear", metadata={"choices": ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt", "warmup_stable_decay"]})
+    warmup_steps: float = field(default=0.06, metadata={"help": "Warmup steps; a value below 1 is a fraction of max_steps."})
+    max_steps: int = field(default=600, metadata={"help": "Optimizer steps (overrides num_train_epochs when > 0)."})
+    num_train_epochs: float = 1.0
+    eval_steps: int = field(default=200, metadata={"help": "Evaluate every N optimizer steps (0: only at the end)."})
+    torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (pays off on long GPU runs)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}.")
+        for name in ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "max_seq_length", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.weight_decay < 0 or self.warmup_steps < 0 or self.max_steps < 0 or self.eval_steps < 0:
+            raise ConfigError("weight_decay, warmup_steps, max_steps and eval_steps must not be negative.")
+        if self.max_seq_length < 8:
+            raise ConfigError(f"max_seq_length must be at least 8, got {self.max_seq_length}.")
+        if self.streaming and self.max_steps <= 0:
+            raise ConfigError("A streamed dataset has no length: pass --max_steps.")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ConfigError("Set --max_steps or --num_train_epochs to a positive value.")
+        if not self.model_name_or_path:
+            check_sizes(self.hidden_size, self.num_attention_heads, self.max_seq_length)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(MLMConfig, argv)
+    check_push_ready(cfg.push_to_hub, cfg.hub_model_id)
+    resume_path = resolve_resume_path(cfg.resume_from_checkpoint, cfg.output_dir)
+    accelerator = Accelerator(cpu=no_accelerator(), gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              mixed_precision=cfg.mixed_precision,
+                              log_with=tracker_names(cfg.report_to) or None, project_dir=cfg.output_dir)
+    if accelerator.is_main_process:
+        prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=cfg.resume_from_checkpoint is not None)
+    accelerator.wait_for_everyone()
+    set_seed(cfg.seed)
+    output_dir = Path(cfg.output_dir)
+
+    # ---- Data: the embedded offline corpus unless a dataset or file is given.
+    train_file = cfg.train_file
+    if not cfg.dataset_name and not train_file:
+        with accelerator.main_process_first():
+            train_file = str(python_docs_corpus())
+        logger.info(f"No dataset given: pretraining on this Python's documentation ({train_file}).", main_process_only=True)
+    with accelerator.main_process_first():
+        splits, text_column = load_text_splits(
+            dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name, train_file=train_file,
+            validation_file=cfg.validation_file, text_column=cfg.text_column, streaming=cfg.streaming,
+            validation_split_percentage=cfg.validation_split_percentage, max_train_samples=cfg.max_train_samples,
+            max_eval_samples=cfg.max_eval_samples)
+
+    # ---- Tokenizer (trained on the training text when none is given) and model.
+    with accelerator.main_process_first():
+        tokenizer = load_or_train_tokenizer(
+            tokenizer_name=cfg.tokenizer_name, model_name_or_path=cfg.model_name_or_path, model_type=cfg.model_type,
+            vocab_size=cfg.vocab_size, texts=(t for t in splits["train"][text_column] if t) if not cfg.streaming
+            else (ex[text_column] for ex in splits["train"] if ex[text_column]),
+            saved_dir=output_dir / "checkpoints" / "tokenizer", max_texts=cfg.tokenizer_train_samples)
+    if tokenizer.mask_token_id is None:
+        raise ConfigError(f"Tokenizer {cfg.tokenizer_name or cfg.model_name_or_path} has no mask token; MLM needs one.")
+    model = build_model(cfg, tokenizer)
+    if cfg.torch_compile:
+        model = torch.compile(model)
+    objective = MaskedLMObjective(model, sparse_prediction=cfg.sparse_prediction)
+    special = special_token_table(tokenizer, accelerator.device)
+    word_start = word_start_table(tokenizer, accelerator.device) if cfg.whole_word_mask else None
+    mask_kwargs = dict(mask_prob=cfg.mlm_probability, mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer))
+
+    with accelerator.main_process_first():
+        train_ds = prepare_dataset(splits["train"], tokenizer, text_column, cfg.max_seq_length, line_by_line=cfg.line_by_line,
+                                   num_proc=cfg.preprocessing_num_workers, streaming=cfg.streaming)
+        eval_ds = None
+        if "validation" in splits:
+            eval_ds = prepare_dataset(splits["validation"], tokenizer, text_column, cfg.max_seq_length,
+                                      line_by_line=cfg.line_by_line, streaming=cfg.streaming)
+            eval_ds = eval_ds.map(premask_fn(seed=cfg.seed, special=special.cpu(), **mask_kwargs,
+                                             word_start=None if word_start is None else word_start.cpu()),
+                                  batched=True, with_indices=True)
+    if not cfg.streaming and len(train_ds) == 0:
+        raise ConfigError(f"The training text gives no complete block of {cfg.max_seq_length} tokens: use more text, "
+                          f"a smaller --max_seq_length, or --line_by_line.")
+    collate = PadCollator(tokenizer.pad_token_id)
+    sampler = None
+    if cfg.streaming:
+        # Each process reads its own shards of the stream; Accelerate then only moves batches to the device.
+        train_ds = split_dataset_by_node(train_ds, rank=accelerator.process_index, world_size=accelerator.num_processes)
+        train_dl = DataLoader(train_ds.with_format("torch"), batch_size=cfg.per_device_train_batch_size, collate_fn=collate)
+    else:
+        sampler = EpochShuffleSampler(len(train_ds), cfg.seed)
+        # The DataLoader draws a base seed when each epoch starts; a generator of its own keeps that draw out of the
+        # global RNG, whose state a resumed run restores mid-epoch (dropout must replay exactly).
+        train_dl = DataLoader(train_ds, batch_size=cfg.per_device_train_batch_size, sampler=sampler, collate_fn=collate,
+                              drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
+    eval_dl = DataLoader(eval_ds, batch_size=cfg.per_device_eval_batch_size, collate_fn=collate) if eval_ds is not None else None
+
+    # ---- Optimizer and schedule. No weight decay on biases and LayerNorm weights, as in BERT.
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2), eps=1e-6)
+    if cfg.max_steps > 0:
+        max_steps = cfg.max_steps
+    else:
+        steps_per_epoch = math.ceil(len(train_dl) / accelerator.num_processes / cfg.gradient_accumulation_steps)
+        max_steps = max(1, int(cfg.num_train_epochs * steps_per_epoch))
+    warmup = int(cfg.warmup_steps * max_steps) if cfg.warmup_steps < 1 else int(cfg.warmup_steps)
+    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
+
+    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
+    if not cfg.streaming:
+        train_dl = accelerator.prepare(train_dl)
+    if eval_dl is not None:
+        eval_dl = accelerator.prepare(eval_dl)
+
+    # ---- Resume: weights, optimizer, schedule and RNG from the checkpoint; data order from (seed, epoch).
+    progress = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "tokens_seen": 0, "loss_history": []}
+    if resume_path is not None:
+        progress = load_checkpoint(accelerator, resume_path)
+        logger.info(f"Resumed from {resume_path} at step {progress['step']}", main_process_only=True)
+    elif cfg.resume_from_checkpoint:
+        logger.info("No checkpoint to resume from: starting a fresh run.", main_process_only=True)
+
+    accelerator.init_trackers("hfssl-mlm", config={k: v for k, v in vars(cfg).items() if v is not None})
+    if accelerator.is_main_process:
+        save_config(cfg, output_dir / "hfssl_config.yaml")
+    flops_per_token = encoder_flops_per_token(model.config, cfg.max_seq_length)
+    peak = gpu_peak_flops(torch.cuda.get_device_name()) if accelerator.device.type == "cuda" else None
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info(f"{n_params / 1e6:.1f}M parameters, {accelerator.num_processes} process(es), {max_steps} steps", main_process_only=True)
+
+    # ---- Training loop.
+    step, epoch = progress["step"], progress["epoch"]
+    tokens_seen, loss_history = progress["tokens_seen"], progress["loss_history"]
+    metrics: dict = {}
+    bar = tqdm(total=max_steps, initial=step, desc="mlm", disable=not accelerator.is_local_main_process)
+    objective.train()
+    # Throughput counts this process's run only (not what a resumed checkpoint had seen) and excludes eval/saving.
+    start_time, start_tokens, window_loss, window_n = time.perf_counter(), tokens_seen, 0.0, 0
+    train_time, run_tokens = 0.0, 0
+    while step < max_steps:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        skip = progress["batches_in_epoch"] if epoch == progress["epoch"] else 0
+        batches = accelerator.skip_first_batches(train_dl, skip) if skip and not cfg.streaming else train_dl
+        if cfg.streaming and skip:
+            batches = (b for i, b in enumerate(train_dl) if i >= skip)
+        micro = skip
+        for batch in batches:
+            n_tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            micro += 1
+            generator = step_generator(cfg.seed, epoch * 10_000_000 + micro, accelerator.process_index, accelerator.device)
+            inputs, labels = mask_tokens(batch["input_ids"], special=special, generator=generator, word_start=word_start, **mask_kwargs)
+            with accelerator.accumulate(objective):
+                with accelerator.autocast():
+                    loss = objective(inputs, labels, attention_mask=batch.get("attention_mask"))
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            tokens_seen += n_tokens * accelerator.num_processes
+            # Kept as a tensor: calling .item() every step would stall a GPU on each micro-batch.
+            window_loss, window_n = window_loss + loss.detach(), window_n + 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            checkpoint_now = cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0
+            if step % cfg.logging_steps == 0 or step == max_steps or checkpoint_now:
+                elapsed = time.perf_counter() - start_time
+                tps = (tokens_seen - start_tokens) / max(elapsed, 1e-9)
+                train_time, run_tokens = train_time + elapsed, run_tokens + tokens_seen - start_tokens
+                avg = float(window_loss) / window_n
+                if not math.isfinite(avg):  # checked before any checkpoint, so the last saved one is good
+                    raise NonFiniteLossError(f"Training loss is {avg} before step {step}. Lower --learning_rate or use "
+                                             f"--mixed_precision no; the last good checkpoint is kept in {output_dir}.")
+                loss_history.append((step, avg))
+                log = {"train/loss": avg, "train/lr": scheduler.get_last_lr()[0], "train/tokens_per_second": tps}
+                if peak:
+                    log["train/mfu"] = tps * flops_per_token / (peak * accelerator.num_processes)
+                accelerator.log(log, step=step)
+                bar.set_postfix(loss=f"{avg:.3f}", tok_s=f"{tps:,.0f}", **({"mfu": f"{log['train/mfu']:.1%}"} if peak else {}))
+                start_time, start_tokens, window_loss, window_n = time.perf_counter(), tokens_seen, 0.0, 0
+            if eval_dl is not None and cfg.eval_steps and step % cfg.eval_steps == 0 and step < max_steps:
+                metrics = evaluate_mlm(objective, eval_dl, accelerator)
+                accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+                bar.write(f"step {step}: eval_loss {metrics['eval_loss']:.4f}, perplexity {metrics['perplexity']:.2f}")
+                start_time = time.perf_counter()  # evaluation time is not training throughput
+            if checkpoint_now:
+                save_checkpoint(accelerator, output_dir, step, {"epoch": epoch, "batches_in_epoch": micro, "tokens_seen": tokens_seen,
+                                                                "loss_history": loss_history}, cfg.checkpoints_total_limit)
+                start_time = time.perf_counter()
+            if step >= max_steps:
+                break
+        else:
+            epoch += 1
+            if micro == skip:
+                raise ConfigError("The training data gave no batch: lower --per_device_train_batch_size or add data.")
+            continue
+        break
+    bar.close()
+
+    # ---- Final evaluation, save and push.
+    if eval_dl is not None:
+        metrics = evaluate_mlm(objective, eval_dl, accelerator)
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+    results = {"train_steps": step, "train_tokens": tokens_seen, "train_runtime": round(train_time, 2),
+               "train_tokens_per_second": run_tokens / max(train_time, 1e-9),
+               "train_loss": loss_history[-1][1] if loss_history else None, **metrics,
+               "peak_memory_mb": round(peak_memory_mb(accelerator.device), 1), "num_processes": accelerator.num_processes}
+    if peak:
+        results["mfu"] = results["train_tokens_per_second"] * flops_per_token / (peak * accelerator.num_processes)
+    accelerator.wait_for_everyone()
+    # get_state_dict gathers FSDP shards (a no-op elsewhere); every rank must call it.
+    state_dict = {k.removeprefix("model.").replace("_orig_mod.", ""): v for k, v in accelerator.get_state_dict(objective).items()}
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(objective).model
+        unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)  # torch.compile wrapper
+        unwrapped.save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(output_dir)
+        (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
+        (output_dir / "training_log.json").write_text(json.dumps({"loss_history": loss_history}))
+        write_model_card(output_dir, "masked-lm", {
+            "model_name": cfg.hub_model_id or output_dir.name, "repo_id": cfg.hub_model_id or str(output_dir),
+            "datasets": [cfg.dataset_name or Path(train_file).name], "dataset_config": cfg.dataset_config_name,
+            "base_model": cfg.model_name_or_path,
+            "hyperparameters": {k: getattr(cfg, k) for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                "max_seq_length", "mlm_probability", "whole_word_mask", "per_device_train_batch_size",
+                                "gradient_accumulation_steps", "learning_rate", "max_steps", "seed")},
+            "compute": {"processes": accelerator.num_processes, "device": accelerator.device.type, "tokens_seen": tokens_seen,
+                        "train_runtime_s": results["train_runtime"]},
+            "results": {k: metrics[k] for k in ("eval_loss", "perplexity") if k in metrics},
+            "loss_history": loss_history})
+        if cfg.push_to_hub:
+            push_folder(output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+        print(f"Saved the model to {output_dir.resolve()} — eval_loss {metrics.get('eval_loss', float('nan')):.4f}, "
+              f"{results['train_tokens_per_second']:,.0f} tokens/s, peak memory {results['peak_memory_mb']:.0f} MB")
+    accelerator.end_training()
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+import pytest
+import torch
+from accelerate import Accelerator
+
+from hfssl.checkpointing import (OutputDirError, list_checkpoints, load_checkpoint, prepare_output_dir,
+                                 resolve_resume_path, save_checkpoint)
+
+
+def test_prepare_output_dir_refuses_to_clobber(tmp_path):
+    out = tmp_path / "run"
+    prepare_output_dir(out, overwrite=False, resuming=False)  # new folder: fine
+    (out / "model.safetensors").write_text("x")
+    with pytest.raises(OutputDirError, match="overwrite_output_dir"):
+        prepare_output_dir(out, overwrite=False, resuming=False)
+    prepare_output_dir(out, overwrite=True, resuming=False)
+    prepare_output_dir(out, overwrite=False, resuming=True)
+    assert (out / "model.safetensors").read_text() == "x"  # nothing was deleted
+
+
+def test_unwritable_output_dir(tmp_path):
+    # A path below a regular file cannot be created, even by root (CI runs as root, so chmod can't be used).
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(OutputDirError, match="not writable"):
+        prepare_output_dir(blocker / "run", overwrite=False, resuming=False)
+
+
+def test_output_dir_that_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(OutputDirError, match="is a file"):
+        prepare_output_dir(f, overwrite=True, resuming=False)
+
+
+def test_checkpoints_are_atomic_and_half_written_ones_are_ignored(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    save_checkpoint(accelerator, tmp_path, 10, {"epoch": 0}, keep=2)
+    # A run killed while writing step 20 leaves only a temporary folder behind.
+    half = tmp_path / "checkpoints" / ".tmp-step_00000020"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"partial")
+    # A folder with the right name but no progress file is incomplete too.
+    (tmp_path / "checkpoints" / "step_00000030").mkdir()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000010"]
+    assert resolve_resume_path("latest", tmp_path).name == "step_00000010"
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    progress = load_checkpoint(accelerator, resolve_resume_path("latest", tmp_path))
+    assert progress == {"step": 10, "epoch": 0}
+    save_checkpoint(accelerator, tmp_path, 40, {"epoch": 1}, keep=2)
+    save_checkpoint(accelerator, tmp_path, 50, {"epoch": 1}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000040", "step_00000050"]
+    assert not half.exists()  # stale temporary folders are cleaned on the next save
+    assert (tmp_path / "checkpoints" / "step_00000050" / "model.safetensors").is_file()
+
+
+def test_resume_path_errors(tmp_path):
+    assert resolve_resume_path(None, tmp_path) is None
+    assert resolve_resume_path("latest", tmp_path) is None  # nothing yet: start fresh
+    with pytest.raises(OutputDirError, match="not a complete hfssl checkpoint"):
+        resolve_resume_path(str(tmp_path), tmp_path)
