@@ -22,6 +22,7 @@ TINY = ["--report_to", "none", "--vocab_size", "500", "--hidden_size", "32", "--
 def _load_recipe():
     spec = importlib.util.spec_from_file_location("mlm_recipe", ROOT / "recipes" / "mlm.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["mlm_recipe"] = module  # dataclasses resolve string annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
