@@ -44,9 +44,9 @@ def test_special_tokens_are_never_masked():
 def test_step_generator_replays_the_same_masks():
     ids = _batch()
     kwargs = dict(mask_prob=0.15, mask_token_id=MASK, vocab_size=VOCAB, special=_special())
-    a = mask_tokens(ids, generator=step_generator(42, 17, 0, "cpu"), **kwargs)
-    b = mask_tokens(ids, generator=step_generator(42, 17, 0, "cpu"), **kwargs)
-    c = mask_tokens(ids, generator=step_generator(42, 18, 0, "cpu"), **kwargs)
+    a = mask_tokens(ids, generator=step_generator(42, 17, "cpu"), **kwargs)
+    b = mask_tokens(ids, generator=step_generator(42, 17, "cpu"), **kwargs)
+    c = mask_tokens(ids, generator=step_generator(42, 18, "cpu"), **kwargs)
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
     assert not torch.equal(a[1], c[1])
 
@@ -75,3 +75,13 @@ def test_whole_word_masking_wordpiece_and_byte_level_bpe(docs_text_file):
     for model_type in ("bert", "roberta"):
         tokenizer = train_tokenizer(model_type, lines, vocab_size=600)  # small vocab: many words split
         _assert_whole_words(tokenizer, lines[:32])
+
+
+def test_slices_of_a_global_batch_mask_like_the_whole_batch():
+    ids = _batch(rows=8)
+    kwargs = dict(mask_prob=0.15, mask_token_id=MASK, vocab_size=VOCAB, special=_special())
+    whole = mask_tokens(ids, generator=step_generator(1, 5, "cpu"), **kwargs)
+    halves = [mask_tokens(ids[r * 4:(r + 1) * 4], generator=step_generator(1, 5, "cpu"), row_offset=r * 4, total_rows=8,
+                          **kwargs) for r in range(2)]
+    assert torch.equal(torch.cat([h[0] for h in halves]), whole[0])
+    assert torch.equal(torch.cat([h[1] for h in halves]), whole[1])

@@ -133,3 +133,23 @@ def test_sequence_longer_than_positions_of_continued_model(tmp_path, trained, do
     with pytest.raises(Exception, match="position table"):
         recipe.main(["--train_file", str(docs_text_file), "--output_dir", str(tmp_path / "c"), "--model_name_or_path",
                      str(trained), "--max_seq_length", "64", "--report_to", "none"])
+
+
+def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(tmp_path, docs_text_file):
+    """Same data order, masks and gradient normalisation: only float summation order differs (dropout off)."""
+    tok_run = tmp_path / "tok"
+    run_recipe("mlm.py", "--train_file", str(docs_text_file), "--output_dir", str(tok_run), "--max_steps", "1",
+               "--eval_steps", "0", *TINY)
+    common = ["--train_file", str(docs_text_file), "--tokenizer_name", str(tok_run), "--max_steps", "20",
+              "--eval_steps", "0", "--dropout", "0", "--logging_steps", "1", "--mixed_precision", "no",
+              *[a for a in TINY if a not in ("--logging_steps", "5")]]
+    one = [a if a != "16" else "32" for a in common]  # --per_device_train_batch_size 32 on one process
+    run_recipe("mlm.py", "--output_dir", str(tmp_path / "one"), *one)
+    run_recipe("mlm.py", "--output_dir", str(tmp_path / "two"), *common,
+               launcher=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])
+    curve_one = json.loads((tmp_path / "one" / "training_log.json").read_text())["loss_history"]
+    curve_two = json.loads((tmp_path / "two" / "training_log.json").read_text())["loss_history"]
+    assert json.loads((tmp_path / "two" / "all_results.json").read_text())["num_processes"] == 2
+    assert [s for s, _ in curve_one] == [s for s, _ in curve_two] == list(range(1, 21))
+    for (_, a), (_, b) in zip(curve_one, curve_two):
+        assert abs(a - b) < 1e-4 * abs(a), (curve_one, curve_two)

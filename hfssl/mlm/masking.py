@@ -53,11 +53,24 @@ def mask_tokens(
     special: torch.Tensor,
     generator: torch.Generator,
     word_start: torch.Tensor | None = None,
+    row_offset: int = 0,
+    total_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(masked_input_ids, labels)``; labels are ``IGNORE_INDEX`` except at selected positions."""
+    """Return ``(masked_input_ids, labels)``; labels are ``IGNORE_INDEX`` except at selected positions.
+
+    With data parallelism, each process passes its slice of the global batch (``row_offset``, ``total_rows``): the
+    random draws are made for the whole global batch and sliced, so N processes with batch B mask exactly as one
+    process with batch N*B does.
+    """
     device = input_ids.device
     is_special = special[input_ids]
-    draw = torch.rand(input_ids.shape, generator=generator, device=device)
+    rows = slice(row_offset, row_offset + input_ids.shape[0])
+    global_shape = (total_rows or input_ids.shape[0], input_ids.shape[1])
+
+    def draw_uniform() -> torch.Tensor:
+        return torch.rand(global_shape, generator=generator, device=device)[rows]
+
+    draw = draw_uniform()
     if word_start is not None:
         # Every token takes the draw made at the start of its word: find each position's word start with a
         # running maximum over the indices of word-start positions.
@@ -70,17 +83,17 @@ def mask_tokens(
     selected = (draw < mask_prob) & ~is_special
     labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
 
-    action = torch.rand(input_ids.shape, generator=generator, device=device)
+    action = draw_uniform()
     to_mask = selected & (action < 0.8)
     to_random = selected & (action >= 0.8) & (action < 0.9)
-    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=device)
+    random_ids = torch.randint(vocab_size, global_shape, generator=generator, device=device)[rows]
     masked = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
     masked = torch.where(to_random, random_ids, masked)
     return masked, labels
 
 
-def step_generator(seed: int, step: int, rank: int, device) -> torch.Generator:
-    """The masking RNG for one micro-batch: a pure function of (seed, step, rank), so resume replays it."""
+def step_generator(seed: int, step: int, device) -> torch.Generator:
+    """The masking RNG for one micro-batch: a pure function of (seed, step), so a resumed run replays it."""
     generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+    generator.manual_seed(seed * 1_000_003 + step)
     return generator

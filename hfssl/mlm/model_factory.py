@@ -50,7 +50,8 @@ def load_or_train_tokenizer(*, tokenizer_name: str | None, model_name_or_path: s
 def build_model(cfg, tokenizer: PreTrainedTokenizerBase):
     """Continue from ``cfg.model_name_or_path`` or initialise a fresh BERT/RoBERTa sized by ``cfg``."""
     if cfg.model_name_or_path:
-        model = AutoModelForMaskedLM.from_pretrained(cfg.model_name_or_path, trust_remote_code=False, use_safetensors=True)
+        model = AutoModelForMaskedLM.from_pretrained(cfg.model_name_or_path, trust_remote_code=False, use_safetensors=True,
+                                                     hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
         check_sizes(model.config.hidden_size, model.config.num_attention_heads, cfg.max_seq_length,
                     model.config.max_position_embeddings - POSITION_OFFSET.get(model.config.model_type, 0))
         if len(tokenizer) > model.config.vocab_size:
@@ -63,6 +64,8 @@ def build_model(cfg, tokenizer: PreTrainedTokenizerBase):
         num_hidden_layers=cfg.num_hidden_layers,
         num_attention_heads=cfg.num_attention_heads,
         intermediate_size=cfg.intermediate_size,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
         max_position_embeddings=cfg.max_seq_length + POSITION_OFFSET[cfg.model_type],
         type_vocab_size=2 if cfg.model_type == "bert" else 1,
         pad_token_id=tokenizer.pad_token_id,

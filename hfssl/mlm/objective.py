@@ -40,8 +40,9 @@ class MaskedLMObjective(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 reduction: str = "mean") -> torch.Tensor:
-        """``reduction="mean"``: scalar loss. ``"sum_per_row"``: ``[batch, 2]`` of (loss sum, masked count) per example,
-        for exact token-weighted evaluation across processes."""
+        """``reduction="mean"``: mean over masked positions. ``"sum"``: their sum, for the caller to normalise by the
+        global batch's count. ``"sum_per_row"``: ``[batch, 2]`` of (loss sum, masked count) per example, for exact
+        token-weighted evaluation across processes."""
         if self.sparse_prediction:
             hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             selected = labels != IGNORE_INDEX
@@ -57,6 +58,8 @@ class MaskedLMObjective(nn.Module):
         if reduction == "mean":
             n = (targets != IGNORE_INDEX).sum().clamp(min=1)
             return per_token.sum() / n
+        if reduction == "sum":
+            return per_token.sum()
         sums = torch.zeros(labels.shape[0], 2, device=labels.device)
         sums[:, 0].index_add_(0, rows, per_token)
         sums[:, 1].index_add_(0, rows, (targets != IGNORE_INDEX).float())

@@ -1,0 +1,51 @@
+"""Every YAML config that ships in recipes/configs/ parses into its recipe's config dataclass."""
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from hfssl.config import load_yaml, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_CLASSES = {"mlm": "MLMConfig"}
+
+
+def _config_class(recipe: str):
+    name = f"_recipe_{recipe}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{recipe}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return getattr(sys.modules[name], CONFIG_CLASSES[recipe])
+
+
+CASES = [(recipe, path) for recipe in CONFIG_CLASSES for path in sorted((ROOT / "recipes" / "configs" / recipe).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("recipe, path", CASES, ids=[f"{r}/{p.name}" for r, p in CASES])
+def test_yaml_parses_and_every_value_lands(recipe, path):
+    cls = _config_class(recipe)
+    cfg = parse_config(cls, ["--config", str(path)])
+    for key, value in load_yaml(path).items():
+        assert getattr(cfg, key) == value, key
+
+
+def test_offline_yaml_is_exactly_the_defaults():
+    cls = _config_class("mlm")
+    defaults = cls()
+    for key, value in load_yaml(ROOT / "recipes" / "configs" / "mlm" / "offline.yaml").items():
+        assert getattr(defaults, key) == value, f"offline.yaml {key}={value} but the dataclass default is {getattr(defaults, key)}"
+
+
+def test_every_recipe_with_configs_is_covered():
+    folders = {p.name for p in (ROOT / "recipes" / "configs").iterdir() if p.is_dir() and p.name != "accelerate"}
+    assert folders <= set(CONFIG_CLASSES) | {"finetune", "word2vec", "contrastive"}
+
+
+def test_accelerate_configs_are_valid_yaml():
+    for path in (ROOT / "recipes" / "configs" / "accelerate").glob("*.yaml"):
+        assert load_yaml(path)["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED")
