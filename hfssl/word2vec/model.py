@@ -1,0 +1,158 @@
+"""The trainable word2vec tables and one training step over a chunk of the corpus.
+
+:class:`Word2VecModel` is a plain ``nn.Module`` so that Accelerate can place it on a device, broadcast it
+across processes and save it (safetensors) in checkpoints; it is trained with the closed-form steps in
+``update.py``, never with autograd.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .update import WindowBatch, Workspace, cbow_update, skipgram_update
+from .vocab import EncodedCorpus, keep_probabilities, noise_distribution
+from .windows import AliasSampler, build_windows, sentence_index
+
+
+class Word2VecModel(nn.Module):
+    """Input (word) vectors and output (context) vectors, each ``[vocab_size + 1, vector_size]``.
+
+    The extra last row is a scratch row for padded window slots (always zero after a step); it is dropped
+    when the vectors are exported. Initialised as gensim does: input vectors ``U(-0.5, 0.5) / vector_size``,
+    output vectors zero.
+    """
+
+    def __init__(self, vocab_size: int, vector_size: int, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        w_in = (torch.rand(vocab_size + 1, vector_size, generator=gen) - 0.5) / vector_size
+        w_in[vocab_size] = 0
+        # requires_grad stays True only so DistributedDataParallel accepts the module; no autograd is used.
+        self.input_vectors = nn.Parameter(w_in)
+        self.output_vectors = nn.Parameter(torch.zeros(vocab_size + 1, vector_size))
+
+    @property
+    def pad_id(self) -> int:
+        return self.input_vectors.shape[0] - 1
+
+    def word_vectors(self) -> torch.Tensor:
+        """The learned embeddings (input vectors without the scratch row), as gensim's ``wv.vectors``."""
+        return self.input_vectors.detach()[:-1]
+
+
+def chunk_bounds(corpus: EncodedCorpus, chunk_words: int) -> list[tuple[int, int]]:
+    """Split the corpus into chunks of about ``chunk_words`` words, cut at sentence starts when possible."""
+    total = len(corpus.ids)
+    bounds, lo = [], 0
+    while lo < total:
+        hi = min(lo + chunk_words, total)
+        if hi < total:
+            # Move the cut back to the last sentence start inside the chunk (if there is one after lo).
+            j = int(np.searchsorted(corpus.starts, hi, side="right")) - 1
+            if corpus.starts[j] > lo:
+                hi = int(corpus.starts[j])
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def chunk_generator(seed: int, epoch: int, chunk: int) -> np.random.Generator:
+    """The random stream of one chunk depends only on (seed, epoch, chunk): resuming at any chunk is exact
+    and does not need saved RNG state, and each process draws its own chunks' streams."""
+    return np.random.default_rng([seed, epoch, chunk])
+
+
+def chunk_windows(corpus: EncodedCorpus, bounds: tuple[int, int], *, window: int, negative: int, keep_prob: np.ndarray,
+                  noise: AliasSampler, pad_id: int, rng: np.random.Generator, max_windows: int = 1024) -> list[WindowBatch]:
+    """The SGD batches of ``corpus.ids[lo:hi]``: windows with negatives and masks, as CPU tensors of at most
+    ``max_windows`` windows. Pure numpy/torch without the model, so it runs in a helper thread while the
+    previous chunk trains.
+
+    ``max_windows`` bounds how many updates of one frequent word are summed in a step: 1024 is stable at
+    word2vec's learning rates; 4096 diverged (NaN) on the KJV corpus in skip-gram."""
+    lo, hi = bounds
+    groups = build_windows(corpus.ids[lo:hi], sentence_index(corpus.starts, lo, hi), keep_prob=keep_prob, window=window,
+                           negative=negative, noise=noise, pad_id=pad_id, rng=rng)
+    batches = []
+    for group in groups:
+        centers, contexts, negatives = (torch.from_numpy(a) for a in (group.centers, group.contexts, group.negatives))
+        for start in range(0, len(centers), max_windows):
+            sl = slice(start, start + max_windows)
+            batches.append(WindowBatch.build(centers[sl], contexts[sl], negatives[sl], pad_id))
+    return batches
+
+
+def train_windows(model: Word2VecModel, batches: list[WindowBatch], *, sg: bool, lr: float, ws: Workspace,
+                  with_loss: bool = True) -> tuple[float | None, int]:
+    """One SGD step per batch of :func:`chunk_windows` (one chunk) at learning rate ``lr``.
+
+    Returns (summed loss or None, number of loss terms: pairs for skip-gram, windows for CBOW).
+    """
+    update = skipgram_update if sg else cbow_update
+    w_in, w_out = model.input_vectors.data, model.output_vectors.data
+    device = w_in.device
+    losses, terms = [], []
+    for batch in batches:
+        if device.type != "cpu":
+            batch = batch.to(device)
+        loss, n = update(w_in, w_out, batch, lr, ws, model.pad_id, with_loss)
+        losses.append(loss)
+        terms.append(n)
+    # One device sync per chunk, not per step.
+    loss_sum = float(torch.stack(losses).sum()) if with_loss and losses else None
+    return loss_sum, int(torch.stack(terms).sum()) if terms else 0
+
+
+def learning_rate(alpha: float, min_alpha: float, progress: float) -> float:
+    """Linear decay from ``alpha`` to ``min_alpha`` over training (``progress`` in [0, 1]), as word2vec C."""
+    return alpha - (alpha - min_alpha) * min(max(progress, 0.0), 1.0)
+
+
+@torch.no_grad()
+def merge_process_updates(model: Word2VecModel, snapshots: list[torch.Tensor], reduce_sum) -> None:
+    """Multi-process training: each process trained its own chunk from the same starting tables; add up
+    their updates, ``W <- W_0 + sum_r (W_r - W_0)``, so every word's update counts once, as if one process had
+    trained on all the chunks with a bigger batch. ``snapshots`` hold ``W_0`` and are advanced to the result.
+    ``reduce_sum`` is ``lambda t: accelerator.reduce(t, "sum")``.
+    """
+    for table, snapshot in zip((model.input_vectors.data, model.output_vectors.data), snapshots):
+        delta = table.sub_(snapshot)
+        table.copy_(reduce_sum(delta)).add_(snapshot)
+        snapshot.copy_(table)
+
+
+def train_in_process(model: Word2VecModel, corpus: EncodedCorpus, counts: np.ndarray, *, sg: bool = True, window: int = 5,
+                     negative: int = 5, sample: float = 1e-3, ns_exponent: float = 0.75, epochs: int = 5,
+                     alpha: float | None = None, min_alpha: float = 1e-4, chunk_words: int = 20000,
+                     batch_windows: int = 1024, seed: int = 0) -> list[float]:
+    """Single-process training with the recipe's schedule, for benchmarks and tests (the recipe adds
+    Accelerate, checkpoints and multi-process merging around the same steps). Returns the mean loss per epoch.
+    One thread trains while a helper thread builds the next chunk's windows; the result is deterministic.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    alpha = alpha if alpha is not None else (0.025 if sg else 0.05)
+    keep_prob = keep_probabilities(counts, sample)
+    noise = AliasSampler(noise_distribution(counts, ns_exponent))
+    bounds = chunk_bounds(corpus, chunk_words)
+    jobs = [(epoch, i) for epoch in range(epochs) for i in range(len(bounds))]
+    ws = Workspace(model.input_vectors.device)
+
+    def windows(job):
+        epoch, i = job
+        return chunk_windows(corpus, bounds[i], window=window, negative=negative, keep_prob=keep_prob, noise=noise,
+                             pad_id=model.pad_id, rng=chunk_generator(seed, epoch, i), max_windows=batch_windows)
+
+    epoch_loss = [[0.0, 0] for _ in range(epochs)]
+    with ThreadPoolExecutor(max_workers=1) as pool:  # build the next chunk's windows while this one trains
+        pending = pool.submit(windows, jobs[0]) if jobs else None
+        for step, job in enumerate(jobs):
+            groups = pending.result()
+            if step + 1 < len(jobs):
+                pending = pool.submit(windows, jobs[step + 1])
+            loss, terms = train_windows(model, groups, sg=sg, lr=learning_rate(alpha, min_alpha, step / len(jobs)), ws=ws)
+            epoch_loss[job[0]][0] += loss or 0.0
+            epoch_loss[job[0]][1] += terms
+    return [total / max(n, 1) for total, n in epoch_loss]

@@ -1,0 +1,153 @@
+"""recipes/word2vec.py end to end on CPU: the loss falls, related words become neighbours, the folder loads
+with one call and gensim reads the export, resuming gives the same vectors as an uninterrupted run, and two
+processes (torchrun) train together."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from hfssl.config import ConfigError, parse_config
+from hfssl.word2vec import Word2VecConfig, WordVectors
+
+from conftest import run_recipe
+
+GROUPS = {
+    "animal": ["cat", "dog", "horse", "cow", "sheep"],
+    "colour": ["red", "green", "blue", "yellow", "purple"],
+    "number": ["one", "two", "three", "four", "five"],
+    "fruit": ["apple", "pear", "plum", "cherry", "grape"],
+}
+
+
+def _structured_corpus(path, sentences: int = 1500, seed: int = 0):
+    """Each sentence talks about one group: its words share contexts, so they should end up as neighbours."""
+    rng = np.random.default_rng(seed)
+    names = list(GROUPS)
+    lines = []
+    for _ in range(sentences):
+        group = GROUPS[names[rng.integers(len(names))]]
+        words = list(rng.choice(group, size=6)) + ["and", "the"]
+        rng.shuffle(words)
+        lines.append(" ".join(words))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+COMMON = ["--epochs", "4", "--vector_size", "24", "--window", "3", "--min_count", "2", "--chunk_words", "2000",
+          "--batch_windows", "256", "--report_to", "none", "--logging_steps", "2", "--sample", "0.01",
+          "--analogy_file", "none", "--similarity_files", "none", "--neighbour_words", "cat", "red"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return _structured_corpus(tmp_path_factory.mktemp("w2v") / "groups.txt")
+
+
+@pytest.fixture(scope="module")
+def full_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("w2v") / "full"
+    proc = run_recipe("word2vec.py", "--train_file", str(corpus), "--output_dir", str(out), "--checkpointing_steps", "5",
+                      "--checkpoints_total_limit", "0", "--save_word2vec_format", "both", *COMMON)
+    return out, proc
+
+
+def test_loss_falls_and_related_words_are_neighbours(full_run):
+    out, proc = full_run
+    results = json.loads((out / "all_results.json").read_text())
+    wv = WordVectors.from_pretrained(out)
+    history = [loss for _, loss in json.loads(next((out / "checkpoints").glob("step_*/hfssl_progress.json")).read_text())["loss_history"]]
+    assert history[-1] < history[0]
+    assert results["train_loss"] < history[0]
+    for group in GROUPS.values():
+        for word in group:
+            nearest = [w for w, _ in wv.most_similar(word, topn=4)]
+            assert set(nearest) <= set(group), (word, nearest)
+    assert [w for w, _ in results["nearest_neighbours"]["cat"]][:4] == [w for w, _ in wv.most_similar("cat", topn=4)]
+    assert "cat:" in proc.stdout
+    card = (out / "README.md").read_text()
+    assert "WordVectors.from_pretrained" in card and "library_name: hfssl" in card
+
+
+def test_exports_are_read_by_gensim(full_run):
+    from gensim.models import KeyedVectors
+
+    out, _ = full_run
+    wv = WordVectors.from_pretrained(out)
+    for name, binary in (("vectors.txt", False), ("vectors.bin", True)):
+        kv = KeyedVectors.load_word2vec_format(str(out / name), binary=binary)
+        assert list(kv.index_to_key) == wv.words and np.array_equal(kv.vectors, wv.vectors)
+
+
+def test_resume_gives_the_same_vectors(full_run, corpus, tmp_path):
+    out, _ = full_run
+    checkpoints = sorted((out / "checkpoints").glob("step_*"))
+    assert len(checkpoints) >= 2
+    middle = checkpoints[len(checkpoints) // 2 - 1]
+    resumed = tmp_path / "resumed"
+    run_recipe("word2vec.py", "--train_file", str(corpus), "--output_dir", str(resumed), "--checkpointing_steps", "5",
+               "--resume_from_checkpoint", str(middle), "--save_word2vec_format", "none", *COMMON)
+    a, b = WordVectors.from_pretrained(out), WordVectors.from_pretrained(resumed)
+    assert a.words == b.words
+    assert np.array_equal(a.vectors, b.vectors)
+
+
+def test_two_processes_train_together(corpus, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    run_recipe("word2vec.py", "--train_file", str(corpus), "--output_dir", str(out), *COMMON, launcher=launcher)
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["num_processes"] == 2
+    wv = WordVectors.from_pretrained(out)
+    nearest = [w for w, _ in wv.most_similar("cat", topn=4)]
+    assert set(nearest) <= set(GROUPS["animal"])
+
+
+def test_bad_values_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="window"):
+        parse_config(Word2VecConfig, ["--window", "0"])
+    with pytest.raises(ConfigError, match="sample"):
+        parse_config(Word2VecConfig, ["--sample", "-1"])
+    with pytest.raises(SystemExit):  # argparse choices
+        parse_config(Word2VecConfig, ["--model", "glove"])
+    proc = run_recipe("word2vec.py", "--train_file", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "o"),
+                      "--report_to", "none", expect_ok=False)
+    assert proc.returncode != 0 and "does not exist" in proc.stderr
+
+
+def test_config_files_parse():
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).resolve().parent.parent.glob("recipes/configs/word2vec/*.yaml")):
+        cfg = parse_config(Word2VecConfig, ["--config", str(path)])
+        assert cfg.model in ("sg", "cbow")
+
+
+def test_push_to_hub_publishes_a_folder_that_loads(corpus, tmp_path):
+    """Against the offline fake Hub: the pushed files rebuild a folder that loads with one call, and the token
+    appears in no output file or log."""
+    from fake_hub import FakeHub
+
+    from conftest import recipe_env
+
+    token = "hf_w2vCanary_0f1e2d3c4b5a69788796"
+    out = tmp_path / "out"
+    with FakeHub(tokens={token: "write"}) as server:
+        env = recipe_env(HF_ENDPOINT=server.url, HF_TOKEN=token, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf_home"),
+                         HFSSL_HUB_RETRY_WAIT="0.05", HFSSL_HUB_TIMEOUT="10")
+        proc = run_recipe("word2vec.py", "--train_file", str(corpus), "--output_dir", str(out), *COMMON, "--epochs", "1",
+                          "--push_to_hub", "--hub_model_id", "tester/w2v", env=env)
+        pushed = server.files("tester/w2v")
+    assert {"model.safetensors", "tokenizer.json", "vocab.txt", "config.json", "README.md", "vectors.bin"} <= set(pushed)
+    assert not any(p.startswith("checkpoints/") for p in pushed)
+    clone = tmp_path / "clone"
+    for path, data in pushed.items():
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_bytes(data)
+    local, remote = WordVectors.from_pretrained(out), WordVectors.from_pretrained(clone)
+    assert remote.words == local.words and np.array_equal(remote.vectors, local.vectors)
+    assert token not in proc.stdout + proc.stderr
+    assert not any(token.encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
