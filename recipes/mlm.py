@@ -350,5 +350,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DataError, OutputDirError, HubError) as err:
+    except (ConfigError, DataError, OutputDirError, HubError, NonFiniteLossError) as err:
         sys.exit(f"error: {err}")

@@ -31,7 +31,7 @@ def _load_recipe():
 def trained(tmp_path_factory, docs_text_file):
     out = tmp_path_factory.mktemp("mlm") / "out"
     run_recipe("mlm.py", "--train_file", str(docs_text_file), "--output_dir", str(out), "--max_steps", "60",
-               "--eval_steps", "30", *TINY)
+               "--eval_steps", "30", *TINY, "--report_to", "tensorboard")
     return out
 
 
@@ -43,6 +43,7 @@ def test_smoke_loss_falls_and_results_are_written(trained):
     for key in ("train_tokens_per_second", "train_runtime", "eval_loss", "perplexity", "peak_memory_mb"):
         assert results[key] > 0
     assert results["train_steps"] == 60 and results["num_processes"] == 1
+    assert list(trained.rglob("events.out.tfevents.*")), "nothing was logged to TensorBoard"
 
 
 def test_saved_folder_loads_with_auto_classes_and_fill_mask(trained):
@@ -153,3 +154,18 @@ def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(t
     assert [s for s, _ in curve_one] == [s for s, _ in curve_two] == list(range(1, 21))
     for (_, a), (_, b) in zip(curve_one, curve_two):
         assert abs(a - b) < 1e-4 * abs(a), (curve_one, curve_two)
+
+
+def test_roberta_line_by_line_whole_word_streaming(tmp_path, docs_text_file):
+    """The other tokenizer family, unpacked lines, whole-word masks and a streamed dataset, in one run."""
+    from transformers import AutoTokenizer, pipeline
+
+    out = tmp_path / "roberta"
+    run_recipe("mlm.py", "--train_file", str(docs_text_file), "--output_dir", str(out), "--model_type", "roberta",
+               "--line_by_line", "true", "--whole_word_mask", "true", "--streaming", "true", "--max_steps", "15",
+               "--eval_steps", "0", *TINY)
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["train_steps"] == 15 and results["eval_loss"] > 0
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.mask_token == "<mask>" and any(t.startswith("Ġ") for t in tokenizer.get_vocab())
+    assert len(pipeline("fill-mask", model=str(out))(f"Return the{tokenizer.mask_token} of the list.")) == 5
