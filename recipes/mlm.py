@@ -179,8 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
     sampler = None
     if cfg.streaming:
         # Each process reads its own shards of the stream; Accelerate then only moves batches to the device.
-        train_ds = split_dataset_by_node(train_ds, rank=accelerator.process_index, world_size=accelerator.num_processes)
-        train_dl = DataLoader(train_ds.with_format("torch"), batch_size=cfg.per_device_train_batch_size, collate_fn=collate)
+        # A seeded shuffle buffer keeps the order reproducible, so a resumed stream can skip what was already seen.
+        train_ds = split_dataset_by_node(train_ds.shuffle(seed=cfg.seed, buffer_size=10_000),
+                                         rank=accelerator.process_index, world_size=accelerator.num_processes)
+        train_dl = DataLoader(train_ds, batch_size=cfg.per_device_train_batch_size, collate_fn=collate)
     else:
         sampler = EpochShuffleSampler(len(train_ds), cfg.seed)
         # The DataLoader draws a base seed when each epoch starts; a generator of its own keeps that draw out of the
@@ -238,8 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     start_time, start_tokens, window_loss, window_n = time.perf_counter(), tokens_seen, 0.0, 0
     train_time, run_tokens = 0.0, 0
     while step < max_steps:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        (sampler or train_ds).set_epoch(epoch)
         skip = progress["batches_in_epoch"] if epoch == progress["epoch"] else 0
         batches = accelerator.skip_first_batches(train_dl, skip) if skip and not cfg.streaming else train_dl
         if cfg.streaming and skip:
