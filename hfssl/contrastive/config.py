@@ -1,0 +1,100 @@
+"""``ContrastiveConfig``: every flag of ``recipes/contrastive.py``, its default and its checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import ConfigError, RunConfig
+from .encoder import BACKBONES
+from .heads import PAPER_DIMS
+
+
+def _f(default, help: str, **extra):  # noqa: A002 - "help" mirrors argparse
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+@dataclasses.dataclass
+class ContrastiveConfig(RunConfig):
+    output_dir: str = _f("outputs/contrastive", "Where checkpoints and the final encoder go.")
+    method: str = _f("simclr", "Self-supervised method.", choices=list(PAPER_DIMS))
+    # data
+    dataset_name: str | None = _f(None, "Hub dataset with an image column (e.g. cifar10). Neither this nor "
+                                        "--train_dir: scikit-learn's bundled digits (offline).")
+    dataset_config_name: str | None = _f(None, "Configuration of --dataset_name.")
+    train_dir: str | None = _f(None, "Folder of training images; class subfolders become labels for evaluation.")
+    validation_dir: str | None = _f(None, "Folder of labelled validation images for kNN / linear-probe evaluation.")
+    image_column: str | None = _f(None, "Column holding the images (default: image/img or the image-typed column).")
+    label_column: str | None = _f(None, "Column holding class labels, used only for evaluation (default: label).")
+    streaming: bool = _f(False, "Stream the dataset instead of downloading it (needs --max_steps).")
+    validation_split_percentage: int = _f(10, "Percent of train held out for evaluation when there is no "
+                                              "validation split.")
+    max_train_samples: int | None = _f(None, "Use only the first N training images (quick runs).")
+    max_eval_samples: int = _f(10000, "Images used as kNN memory bank / probe training set, and as queries.")
+    dataloader_num_workers: int = _f(0, "Worker processes decoding images.")
+    image_size: int = _f(16, "Side of the square training views, in pixels (16 suits the 8x8 offline digits; use 32 "
+                             "for CIFAR, 224 for ImageNet-style data).")
+    # model
+    backbone: str = _f("resnet-18", "Architecture built from scratch.", choices=list(BACKBONES))
+    config_name: str | None = _f(None, "A transformers config (folder, file or Hub id) to build the backbone "
+                                       "from scratch instead of --backbone.")
+    model_name_or_path: str | None = _f(None, "Start from this pretrained transformers vision model (folder or Hub id).")
+    projection_hidden_dim: int | None = _f(None, "Hidden size of the projector/predictor (default: the paper's).")
+    projection_dim: int | None = _f(None, "Output size of the projector (default: the paper's).")
+    temperature: float | None = _f(None, "Softmax temperature of SimCLR (paper 0.1) / MoCo v3 (paper 0.2).")
+    base_momentum: float = _f(0.99, "Starting EMA momentum of the target network (BYOL, MoCo v3); rises to 1 "
+                                    "on a cosine schedule.")
+    # augmentation
+    crop_min_scale: float = _f(0.2, "Smallest crop area as a fraction of the image (random resized crop; the "
+                                    "papers use 0.08 on ImageNet, 0.08 crops of 8x8 digits are blobs).")
+    hflip_prob: float = _f(0.0, "Probability of a horizontal flip (papers: 0.5; the default suits the offline "
+                                "digits, which are not mirror-symmetric).")
+    color_jitter_strength: float = _f(1.0, "Colour jitter strength s (0 disables it).")
+    blur: bool = _f(True, "Use the Gaussian blur of the view pipeline.")
+    # optimization
+    per_device_train_batch_size: int = _f(128, "Images per process per step (each gives two views).")
+    per_device_eval_batch_size: int = _f(256, "Images per batch when extracting features for evaluation.")
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step. Contrastive negatives come "
+                                             "from one micro-batch only.")
+    num_train_epochs: float = _f(40, "Passes over the training data (ignored when --max_steps > 0).")
+    max_steps: int = _f(0, "Optimizer steps to train for; overrides --num_train_epochs when > 0.")
+    optimizer: str = _f("adamw", "adamw, or lars (the papers' large-batch optimizer).", choices=["adamw", "lars"])
+    learning_rate: float = _f(1e-3, "Peak learning rate (after warmup), then cosine decay to 0.")
+    weight_decay: float = _f(1e-5, "Weight decay of weight matrices (not of biases and norm layers).")
+    warmup_steps: float = _f(0.05, "Linear warmup: steps if >= 1, else a fraction of the total steps.")
+    max_grad_norm: float = _f(0.0, "Clip gradients to this norm (0: no clipping).")
+    # evaluation
+    eval_steps: int = _f(0, "Online kNN accuracy every N optimizer steps (0: at the end of each epoch).")
+    knn_k: int = _f(20, "Neighbours in the kNN classifier.")
+    knn_temperature: float = _f(0.07, "Temperature of the kNN vote weights.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dataset_name and self.train_dir:
+            raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+        if self.validation_dir and not self.train_dir:
+            raise ConfigError("--validation_dir needs --train_dir.")
+        if self.config_name and self.model_name_or_path:
+            raise ConfigError("--config_name builds from scratch and --model_name_or_path loads weights; pass one.")
+        if self.streaming and self.max_steps <= 0:
+            raise ConfigError("--streaming datasets have no length: pass --max_steps N.")
+        for name in ("image_size", "per_device_train_batch_size", "per_device_eval_batch_size",
+                     "gradient_accumulation_steps", "knn_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        if self.per_device_train_batch_size < 2 and self.method in ("simclr", "mocov3", "vicreg", "barlowtwins"):
+            raise ConfigError(f"--method {self.method} needs --per_device_train_batch_size >= 2 (batch statistics "
+                              f"or negatives).")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ConfigError("Set --num_train_epochs > 0 or --max_steps > 0.")
+        if not 0 < self.crop_min_scale <= 1:
+            raise ConfigError(f"--crop_min_scale must be in (0, 1], got {self.crop_min_scale}.")
+        if not 0 <= self.hflip_prob <= 1:
+            raise ConfigError(f"--hflip_prob must be in [0, 1], got {self.hflip_prob}.")
+        if not 0 <= self.base_momentum < 1:
+            raise ConfigError(f"--base_momentum must be in [0, 1), got {self.base_momentum}.")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ConfigError("--learning_rate must be > 0 and --warmup_steps, --weight_decay >= 0.")
+        if self.temperature is not None and self.temperature <= 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}.")
+        if not 0 <= self.validation_split_percentage < 100:
+            raise ConfigError("--validation_split_percentage must be in [0, 100).")

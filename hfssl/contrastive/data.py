@@ -1,0 +1,183 @@
+"""Image datasets for self-supervised training: Hub datasets, image folders, streaming, or offline digits.
+
+Every source ends up as ``{"train": ..., "validation": ...}`` with an image column (and a label column when
+there is one, used only for evaluation). The image column is read *undecoded* and decoded in
+:class:`ImageCollator`, so a corrupt or truncated file is skipped and counted instead of crashing the run, and
+any PIL mode (L, RGBA, P, CMYK, I;16 ...) is converted to RGB. The loader only decodes and resizes to a square
+``image_size`` uint8 tensor; augmentation happens in batches on the training device (see ``augment.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, IterableDataset, load_dataset
+from datasets import Image as ImageFeature
+from PIL import Image
+
+from ..config import ConfigError
+from ..data.text import DataError
+
+LABEL_CANDIDATES = ("label", "labels", "fine_label", "class", "target")
+IMAGE_CANDIDATES = ("image", "img", "pixel_values", "picture")
+# A file PIL cannot open, a truncated file, or an absurdly large one: skipped and counted.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def digits_dataset(seed: int = 0) -> DatasetDict:
+    """scikit-learn's bundled handwritten digits (1,797 8x8 grayscale images, 10 classes) as an image dataset.
+
+    The split is stratified 80/20 with a fixed seed, so every run and every process sees the same split.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    train_idx, val_idx = train_test_split(np.arange(len(images)), test_size=0.2, random_state=seed,
+                                          stratify=digits.target)
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=[str(i) for i in range(10)])})
+
+    def make(idx: np.ndarray) -> Dataset:
+        return Dataset.from_dict({"image": [Image.fromarray(images[i], mode="L") for i in idx],
+                                  "label": [int(digits.target[i]) for i in idx]}, features=features)
+
+    return DatasetDict(train=make(train_idx), validation=make(val_idx))
+
+
+def _imagefolder(train_dir: str | None, validation_dir: str | None, streaming: bool) -> DatasetDict:
+    files = {}
+    for split, folder in (("train", train_dir), ("validation", validation_dir)):
+        if folder is None:
+            continue
+        if not Path(folder).is_dir():
+            raise DataError(f"--{split if split == 'train' else 'validation'}_dir {folder} is not a folder. Pass a "
+                            f"folder of images (optionally one subfolder per class).")
+        files[split] = os.path.join(folder, "**")
+    return load_dataset("imagefolder", data_files=files, streaming=streaming)
+
+
+def resolve_column(names: list[str] | None, wanted: str | None, candidates: tuple[str, ...], what: str, flag: str,
+                   features: Any = None, required: bool = True) -> str | None:
+    """The column to use: the one asked for (must exist), else a typical name, else one of the right type."""
+    if names is None:
+        return wanted or (candidates[0] if required else None)
+    if wanted:
+        if wanted not in names:
+            raise DataError(f"The dataset has no {what} column '{wanted}'; its columns are {names}. Pass {flag} NAME.")
+        return wanted
+    for name in candidates:
+        if name in names:
+            return name
+    if features is not None:
+        kind = ImageFeature if what == "image" else ClassLabel
+        typed = [n for n in names if isinstance(features.get(n), kind)]
+        if typed:
+            return typed[0]
+    if required:
+        raise DataError(f"Cannot tell which column holds the {what}s among {names}. Pass {flag} NAME.")
+    return None
+
+
+def load_image_splits(*, dataset_name: str | None, dataset_config_name: str | None = None,
+                      train_dir: str | None = None, validation_dir: str | None = None,
+                      image_column: str | None = None, label_column: str | None = None, streaming: bool = False,
+                      validation_split_percentage: int = 10, seed: int = 42
+                      ) -> tuple[dict[str, Dataset | IterableDataset], str, str | None]:
+    """Load train (and validation, when there is one) splits; returns (splits, image column, label column or None).
+
+    With neither ``dataset_name`` nor ``train_dir`` the offline digits dataset is used.
+    """
+    if dataset_name and train_dir:
+        raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+    if dataset_name:
+        raw = load_dataset(dataset_name, dataset_config_name, streaming=streaming)
+        source = dataset_name
+    elif train_dir:
+        raw = _imagefolder(train_dir, validation_dir, streaming)
+        source = train_dir
+    else:
+        raw = digits_dataset()
+        source = "digits"
+    if "train" not in raw:
+        raise DataError(f"{source} has no 'train' split (it has {list(raw)}).")
+    train = raw["train"]
+    validation = raw.get("validation", raw.get("test"))
+    if validation is None and not streaming and validation_split_percentage > 0:
+        parts = train.train_test_split(test_size=validation_split_percentage / 100, seed=seed)
+        train, validation = parts["train"], parts["test"]
+    names = train.column_names
+    features = train.features
+    image_col = resolve_column(names, image_column, IMAGE_CANDIDATES, "image", "--image_column", features)
+    label_col = resolve_column(names, label_column, LABEL_CANDIDATES, "label", "--label_column", features,
+                               required=False)
+    if features is not None and image_col in features and not isinstance(features[image_col], ImageFeature):
+        raise DataError(f"Column '{image_col}' of {source} holds {features[image_col]}, not images. "
+                        f"Pass --image_column NAME of an image column.")
+    splits = {"train": train}
+    if validation is not None:
+        splits["validation"] = validation
+    keep = [c for c in (image_col, label_col) if c]
+    for split, ds in splits.items():
+        if ds.column_names is not None:
+            ds = ds.select_columns(keep)
+        # Decode in the collator, where a broken file can be skipped instead of raising inside datasets.
+        splits[split] = ds.cast_column(image_col, ImageFeature(decode=False))
+    if not streaming and len(splits["train"]) == 0:
+        raise DataError(f"The train split of {source} is empty.")
+    return splits, image_col, label_col
+
+
+def decode_image(value: Any, size: int) -> np.ndarray:
+    """An undecoded datasets image (``{"bytes", "path"}``) or a PIL image -> (3, size, size) uint8 RGB array."""
+    if isinstance(value, Image.Image):
+        image = value
+    else:
+        data, path = value.get("bytes"), value.get("path")
+        image = Image.open(io.BytesIO(data) if data is not None else path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL warns about palette transparency; we handle it below
+        if image.format == "JPEG":
+            image.draft("RGB", (size, size))  # decode a large JPEG directly at reduced scale (much faster)
+        image.load()
+        if image.mode == "P" or image.mode == "LA" or image.mode == "RGBA":
+            # Transparent pixels become white rather than whatever colour the hidden RGB values hold.
+            rgba = image.convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(canvas, rgba)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+    image = image.resize((size, size), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+
+class ImageCollator:
+    """Decode, convert and resize a list of examples into a uint8 batch; corrupt images are skipped and counted."""
+
+    def __init__(self, image_column: str, label_column: str | None, image_size: int) -> None:
+        self.image_column, self.label_column, self.image_size = image_column, label_column, image_size
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        pixels, labels, skipped = [], [], 0
+        for example in examples:
+            try:
+                pixels.append(decode_image(example[self.image_column], self.image_size))
+            except DECODE_ERRORS:
+                skipped += 1
+                continue
+            if self.label_column:
+                labels.append(int(example[self.label_column]))
+        batch = {
+            "pixel_values": torch.from_numpy(np.stack(pixels)) if pixels
+            else torch.zeros(0, 3, self.image_size, self.image_size, dtype=torch.uint8),
+            "num_skipped": torch.tensor(skipped),
+        }
+        if self.label_column:
+            batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch

@@ -1,0 +1,119 @@
+"""The self-supervised methods as modules: ``model(view1, view2)`` returns the training loss.
+
+Each method owns its encoder, heads and loss, so the recipe's loop is the same for all of them. BYOL and MoCo v3
+also own a *target* (momentum) copy of the encoder and projector that receives no gradient and is updated after
+each optimizer step with :meth:`MomentumMethod.update_target` using :func:`cosine_momentum`. Keeping the target
+inside the module means ``accelerator.save_state`` checkpoints it with everything else (exact resume).
+
+Both views go through the networks as one concatenated batch: one large matrix multiply is faster than two on
+every device, and BatchNorm then normalizes over both views together (public implementations of the papers differ
+on this detail).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from .barlow_twins_loss import BarlowTwinsLoss
+from .byol_loss import BYOLLoss
+from .encoder import ImageEncoder
+from .heads import PAPER_DIMS, MLPHead
+from .moco_v3_loss import MoCoV3Loss
+from .nt_xent import NTXentLoss
+from .vicreg_loss import VICRegLoss
+
+METHODS = tuple(PAPER_DIMS)
+
+
+def cosine_momentum(step: int, total_steps: int, base: float) -> float:
+    """BYOL's schedule (sec. 3.3): ``1 - (1 - base) * (cos(pi * step / total) + 1) / 2``, from base up to 1."""
+    progress = min(step / max(total_steps, 1), 1.0)
+    return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """``target <- momentum * target + (1 - momentum) * online`` for parameters; buffers (BN statistics) copied."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
+    for t, o in zip(target.buffers(), online.buffers()):
+        t.copy_(o)
+
+
+class SimCLR(nn.Module):
+    def __init__(self, encoder: ImageEncoder, hidden_dim: int, out_dim: int, num_layers: int, temperature: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = MLPHead(encoder.dim, hidden_dim, out_dim, num_layers)
+        self.loss = NTXentLoss(temperature)
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        z = self.projector(self.encoder(torch.cat([view1, view2])))
+        z1, z2 = z.chunk(2)
+        return self.loss(z1, z2)
+
+
+class _TwoBranchRedundancy(nn.Module):
+    """VICReg and Barlow Twins: one shared encoder + projector, a loss on the two embeddings."""
+
+    def __init__(self, encoder: ImageEncoder, hidden_dim: int, out_dim: int, num_layers: int, loss: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = MLPHead(encoder.dim, hidden_dim, out_dim, num_layers)
+        self.loss = loss
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        z1, z2 = self.projector(self.encoder(torch.cat([view1, view2]))).chunk(2)
+        return self.loss(z1, z2)
+
+
+class MomentumMethod(nn.Module):
+    """BYOL and MoCo v3: online encoder + projector + predictor, target = EMA of encoder + projector."""
+
+    def __init__(self, encoder: ImageEncoder, hidden_dim: int, out_dim: int, num_layers: int, pred_hidden: int,
+                 loss: nn.Module, projector_last_bn: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = MLPHead(encoder.dim, hidden_dim, out_dim, num_layers, last_bn=projector_last_bn)
+        self.predictor = MLPHead(out_dim, pred_hidden, out_dim, 2)
+        self.target_encoder = copy.deepcopy(encoder)
+        self.target_projector = copy.deepcopy(self.projector)
+        for p in [*self.target_encoder.parameters(), *self.target_projector.parameters()]:
+            p.requires_grad_(False)
+        self.loss = loss
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        views = torch.cat([view1, view2])
+        p1, p2 = self.predictor(self.projector(self.encoder(views))).chunk(2)
+        with torch.no_grad():
+            t1, t2 = self.target_projector(self.target_encoder(views)).chunk(2)
+        return self.loss(p1, p2, t1, t2)
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        ema_update(self.target_encoder, self.encoder, momentum)
+        ema_update(self.target_projector, self.projector, momentum)
+
+
+def build_method(method: str, encoder: ImageEncoder, *, hidden_dim: int | None = None, out_dim: int | None = None,
+                 temperature: float | None = None) -> nn.Module:
+    """The model for ``method`` with the paper's head sizes unless ``hidden_dim`` / ``out_dim`` are given."""
+    if method not in PAPER_DIMS:
+        raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    paper_hidden, paper_out, layers, pred_hidden = PAPER_DIMS[method]
+    hidden = hidden_dim or paper_hidden
+    out = out_dim or paper_out
+    if method == "simclr":
+        return SimCLR(encoder, hidden, out, layers, temperature or 0.1)
+    if method == "byol":
+        return MomentumMethod(encoder, hidden, out, layers, hidden_dim or pred_hidden, BYOLLoss(), projector_last_bn=False)
+    if method == "mocov3":
+        return MomentumMethod(encoder, hidden, out, layers, hidden_dim or pred_hidden,
+                              MoCoV3Loss(temperature or 0.2), projector_last_bn=True)
+    if method == "vicreg":
+        return _TwoBranchRedundancy(encoder, hidden, out, layers, VICRegLoss())
+    return _TwoBranchRedundancy(encoder, hidden, out, layers, BarlowTwinsLoss())

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Fine-tune an image encoder (e.g. one from ``recipes/contrastive.py``) for classification with the ``Trainer``.
+
+    python recipes/image_finetune.py --model_name_or_path outputs/contrastive      # offline digits
+    python recipes/image_finetune.py --model_name_or_path outputs/contrastive --dataset_name cifar10
+    python recipes/image_finetune.py --model_name_or_path outputs/contrastive --from_scratch   # the baseline
+
+``AutoModelForImageClassification`` puts a new linear classifier on the saved backbone; the data pipeline is
+the one pretraining used (undecoded images, corrupt files skipped, any mode to RGB, resize to a square) with the
+normalization of the saved image processor. Accuracy on the validation split goes to ``all_results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments
+
+from hfssl.checkpointing import prepare_output_dir
+from hfssl.config import ConfigError, RunConfig, parse_config, save_config
+from hfssl.contrastive.augment import normalize, to_float
+from hfssl.contrastive.data import ImageCollator, load_image_splits
+from hfssl.hub import check_push_ready, push_folder
+from hfssl.model_card import write_model_card
+from hfssl.tracking import tracker_names
+
+
+@dataclasses.dataclass
+class ImageFinetuneConfig(RunConfig):
+    output_dir: str = dataclasses.field(default="outputs/image-finetune", metadata={"help": "Where the classifier goes."})
+    model_name_or_path: str | None = dataclasses.field(default=None, metadata={"help": "Encoder to fine-tune (folder or Hub id)."})
+    from_scratch: bool = dataclasses.field(default=False, metadata={"help": "Same architecture, random weights: the baseline."})
+    dataset_name: str | None = dataclasses.field(default=None, metadata={"help": "Hub dataset; none: offline digits."})
+    dataset_config_name: str | None = dataclasses.field(default=None, metadata={"help": "Configuration of --dataset_name."})
+    train_dir: str | None = dataclasses.field(default=None, metadata={"help": "Image folder, one subfolder per class."})
+    validation_dir: str | None = dataclasses.field(default=None, metadata={"help": "Validation image folder."})
+    image_column: str | None = dataclasses.field(default=None, metadata={"help": "Column holding the images."})
+    label_column: str | None = dataclasses.field(default=None, metadata={"help": "Column holding the class labels."})
+    validation_split_percentage: int = dataclasses.field(default=10, metadata={"help": "Held-out percent if no validation split."})
+    max_train_samples: int | None = dataclasses.field(default=None, metadata={"help": "Use only N training images."})
+    per_device_train_batch_size: int = dataclasses.field(default=64, metadata={"help": "Images per process per step."})
+    per_device_eval_batch_size: int = dataclasses.field(default=256, metadata={"help": "Images per evaluation batch."})
+    num_train_epochs: float = dataclasses.field(default=5, metadata={"help": "Passes over the training data."})
+    max_steps: int = dataclasses.field(default=-1, metadata={"help": "Optimizer steps (overrides epochs when > 0)."})
+    learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Peak learning rate."})
+    weight_decay: float = dataclasses.field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_steps: float = dataclasses.field(default=0.1, metadata={"help": "Warmup steps, or a fraction if < 1."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.model_name_or_path:
+            raise ConfigError("Pass --model_name_or_path: the encoder folder written by recipes/contrastive.py or a Hub id.")
+        if self.dataset_name and self.train_dir:
+            raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    cfg = parse_config(ImageFinetuneConfig, argv)
+    check_push_ready(cfg.push_to_hub, cfg.hub_model_id)
+    prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
+    processor = AutoImageProcessor.from_pretrained(cfg.model_name_or_path)
+    size = processor.size["height"]
+
+    splits, image_col, label_col = load_image_splits(
+        dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name, train_dir=cfg.train_dir,
+        validation_dir=cfg.validation_dir, image_column=cfg.image_column, label_column=cfg.label_column,
+        validation_split_percentage=cfg.validation_split_percentage, seed=cfg.seed)
+    if label_col is None or "validation" not in splits:
+        raise ConfigError("Fine-tuning needs a label column and a validation split; pass --label_column NAME.")
+    train = splits["train"]
+    if cfg.max_train_samples:
+        train = train.select(range(min(cfg.max_train_samples, len(train))))
+    feature = train.features[label_col]
+    names = list(feature.names) if hasattr(feature, "names") else sorted(set(train[label_col]))
+    decode = ImageCollator(image_col, label_col, size)
+
+    def collate(examples):  # the saved processor's normalization, on batches of uint8 images
+        batch = decode(examples)
+        return {"pixel_values": normalize(to_float(batch["pixel_values"])), "labels": batch["labels"]}
+
+    label_args = dict(num_labels=len(names), id2label=dict(enumerate(map(str, names))),
+                      label2id={str(n): i for i, n in enumerate(names)})
+    if cfg.from_scratch:
+        config = AutoConfig.from_pretrained(cfg.model_name_or_path, **label_args)
+        model = AutoModelForImageClassification.from_config(config)
+    else:
+        model = AutoModelForImageClassification.from_pretrained(cfg.model_name_or_path, **label_args)
+
+    args = TrainingArguments(
+        output_dir=cfg.output_dir, seed=cfg.seed,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size, num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps, lr_scheduler_type="cosine", eval_strategy="epoch", save_strategy="epoch",
+        save_total_limit=cfg.checkpoints_total_limit or None, logging_steps=cfg.logging_steps,
+        bf16=cfg.mixed_precision == "bf16", report_to=tracker_names(cfg.report_to) or "none",
+        remove_unused_columns=False,  # the image column is decoded by our collator, not by the model
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=splits["validation"],
+                      data_collator=collate, processing_class=processor,
+                      compute_metrics=lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())})
+    resume = cfg.resume_from_checkpoint
+    train_result = trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
+    metrics = {**train_result.metrics, **trainer.evaluate()}
+    trainer.save_model(cfg.output_dir)
+    if trainer.is_world_process_zero():
+        save_config(cfg, f"{cfg.output_dir}/hfssl_config.yaml")
+        with open(f"{cfg.output_dir}/all_results.json", "w", encoding="utf-8") as handle:
+            json.dump(metrics, handle, indent=2)
+        write_model_card(cfg.output_dir, "image-encoder", {
+            "model_name": cfg.hub_model_id or cfg.output_dir, "recipe": "recipes/image_finetune.py",
+            "pipeline_tag": "image-classification", "task_type": "image-classification",
+            "datasets": [cfg.dataset_name or cfg.train_dir or "scikit-learn digits"],
+            "base_model": None if cfg.from_scratch else cfg.model_name_or_path,
+            "hyperparameters": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None and "hub" not in k},
+            "results": {"accuracy": metrics["eval_accuracy"]}, "results_dataset": "validation split",
+            "loss_history": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
+        })
+        if cfg.push_to_hub:
+            push_folder(cfg.output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

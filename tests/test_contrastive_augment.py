@@ -1,0 +1,101 @@
+"""The batched view pipeline: shapes, value range, per-image randomness, determinism, each op's effect."""
+
+import torch
+
+from hfssl.contrastive.augment import (ViewConfig, augment, color_jitter, gaussian_blur, normalize, random_grayscale,
+                                       random_resized_crop, solarize, to_float, views_for_method)
+from hfssl.contrastive.encoder import IMAGE_MEAN
+
+
+def _images(b=8, size=24):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(b, 3, size, size, generator=g)
+
+
+def test_views_keep_shape_and_range_and_differ():
+    x = _images()
+    for method in ("simclr", "byol"):
+        v1_cfg, v2_cfg = views_for_method(method, 16)
+        g = torch.Generator().manual_seed(0)
+        v1, v2 = augment(x, v1_cfg, g), augment(x, v2_cfg, g)
+        assert v1.shape == v2.shape == (8, 3, 16, 16)
+        assert v1.min() >= 0 and v1.max() <= 1 and v2.min() >= 0 and v2.max() <= 1
+        assert not torch.allclose(v1, v2)
+        # every image gets its own transformation, not one shared by the batch
+        assert not torch.allclose(v1[0], v1[1])
+
+
+def test_same_seed_same_views_and_new_seed_new_views():
+    x = _images()
+    cfg = views_for_method("simclr", 16)[0]
+    a = augment(x, cfg, torch.Generator().manual_seed(5))
+    b = augment(x, cfg, torch.Generator().manual_seed(5))
+    c = augment(x, cfg, torch.Generator().manual_seed(6))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_full_crop_without_flip_is_identity():
+    x = _images(size=16)
+    cfg = ViewConfig(image_size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_prob=0.0)
+    torch.testing.assert_close(random_resized_crop(x, cfg, torch.Generator().manual_seed(0)), x, atol=1e-5, rtol=0)
+
+
+def test_flip_mirrors_the_image():
+    x = _images(size=16)
+    cfg = ViewConfig(image_size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_prob=1.0)
+    torch.testing.assert_close(random_resized_crop(x, cfg, torch.Generator().manual_seed(0)), x.flip(-1),
+                               atol=1e-5, rtol=0)
+
+
+def test_crop_zooms_in():
+    # A small crop of a smooth gradient covers a narrower range of values than the whole image.
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(4, 3, 32, 32).contiguous()
+    cfg = ViewConfig(image_size=32, crop_scale=(0.1, 0.1), hflip_prob=0.0)
+    out = random_resized_crop(ramp, cfg, torch.Generator().manual_seed(0))
+    span = out[:, 0, 16].max(dim=1).values - out[:, 0, 16].min(dim=1).values
+    assert (span < 0.6).all()
+
+
+def test_grayscale_and_solarize():
+    x = _images()
+    g = torch.Generator().manual_seed(0)
+    gray = random_grayscale(x, 1.0, g)
+    torch.testing.assert_close(gray[:, 0], gray[:, 1])
+    torch.testing.assert_close(gray[:, 1], gray[:, 2])
+    sol = solarize(x, 1.0, g)
+    torch.testing.assert_close(sol, torch.where(x >= 0.5, 1 - x, x))
+    torch.testing.assert_close(solarize(x, 0.0, g), x)
+
+
+def test_color_jitter_changes_colour_but_not_when_disabled():
+    x = _images()
+    on = ViewConfig(image_size=24, jitter_prob=1.0)
+    off = ViewConfig(image_size=24, jitter_prob=0.0)
+    g = torch.Generator().manual_seed(0)
+    assert not torch.allclose(color_jitter(x, on, g), x)
+    torch.testing.assert_close(color_jitter(x, off, g), x)
+
+
+def test_blur_smooths_and_preserves_constant_images():
+    x = _images(size=32)
+    cfg = ViewConfig(image_size=32, blur_prob=1.0)
+    blurred = gaussian_blur(x, cfg, torch.Generator().manual_seed(0))
+    # high-frequency energy (neighbour differences) goes down
+    assert (blurred.diff(dim=-1).abs().mean() < x.diff(dim=-1).abs().mean())
+    flat = torch.full((2, 3, 32, 32), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, cfg, torch.Generator().manual_seed(0)), flat)
+
+
+def test_byol_views_are_asymmetric():
+    v1, v2 = views_for_method("byol", 32)
+    assert v1.blur_prob == 1.0 and v2.blur_prob == 0.1
+    assert v1.solarize_prob == 0.0 and v2.solarize_prob == 0.2
+
+
+def test_uint8_to_normalized():
+    x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    f = to_float(x)
+    assert f.max() == 1.0
+    n = normalize(torch.full((1, 3, 1, 1), IMAGE_MEAN[0]))
+    assert abs(float(n[0, 0])) < 1e-6

@@ -1,0 +1,94 @@
+"""Heads, the EMA target and its momentum schedule, and every method's forward/backward on a tiny ResNet."""
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModel, ResNetConfig, ResNetModel
+
+from hfssl.contrastive.encoder import ImageEncoder, build_backbone, preset_config
+from hfssl.contrastive.heads import MLPHead
+from hfssl.contrastive.lars import LARS, param_groups
+from hfssl.contrastive.methods import METHODS, MomentumMethod, build_method, cosine_momentum, ema_update
+
+
+def tiny_encoder():
+    torch.manual_seed(0)
+    return ImageEncoder(ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                                 layer_type="basic")))
+
+
+def test_cosine_momentum_schedule():
+    assert cosine_momentum(0, 100, 0.99) == pytest.approx(0.99)
+    assert cosine_momentum(50, 100, 0.99) == pytest.approx(0.995)
+    assert cosine_momentum(100, 100, 0.99) == pytest.approx(1.0)
+    values = [cosine_momentum(s, 100, 0.9) for s in range(101)]
+    assert all(a <= b for a, b in zip(values, values[1:]))
+
+
+def test_ema_update_formula_and_buffers():
+    online, target = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        online.weight.fill_(2.0)
+        target.weight.fill_(1.0)
+        online.running_mean.fill_(5.0)
+    ema_update(target, online, 0.9)
+    torch.testing.assert_close(target.weight, torch.full((3,), 0.9 * 1.0 + 0.1 * 2.0))
+    torch.testing.assert_close(target.running_mean, torch.full((3,), 5.0))
+
+
+def test_mlp_head_layout():
+    head = MLPHead(8, 32, 4, num_layers=3, last_bn=True)
+    assert head(torch.randn(5, 8)).shape == (5, 4)
+    assert isinstance(head[-1], torch.nn.BatchNorm1d) and not head[-1].affine
+    assert sum(isinstance(m, torch.nn.Linear) for m in head) == 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_a_step(method):
+    model = build_method(method, tiny_encoder(), hidden_dim=32, out_dim=16)
+    x1, x2 = torch.rand(6, 3, 16, 16), torch.rand(6, 3, 16, 16)
+    loss = model(x1, x2)
+    assert loss.ndim == 0 and math.isfinite(loss.item())
+    loss.backward()
+    grads = [p.grad for p in model.encoder.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    if isinstance(model, MomentumMethod):
+        assert all(p.grad is None for p in model.target_encoder.parameters())
+
+
+def test_target_follows_online_network_by_ema():
+    model = build_method("byol", tiny_encoder(), hidden_dim=16, out_dim=8)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in model.target_encoder.parameters()]
+    model.update_target(0.75)
+    for b, t, o in zip(before, model.target_encoder.parameters(), model.encoder.parameters()):
+        torch.testing.assert_close(t, 0.75 * b + 0.25 * o)
+
+
+def test_presets_build_and_encode():
+    enc = ImageEncoder(build_backbone("resnet-18", 32))
+    assert enc(torch.rand(2, 3, 32, 32)).shape == (2, 512)
+    config = preset_config("vit-tiny", 32)
+    assert config.patch_size == 4 and config.image_size == 32
+    config.num_hidden_layers = 2  # 2 layers are enough to check the wiring
+    vit = ImageEncoder(AutoModel.from_config(config))
+    assert vit(torch.rand(2, 3, 32, 32)).shape == (2, 192)
+    # a pretrained ViT used at another resolution interpolates its position embeddings
+    assert vit(torch.rand(2, 3, 48, 48)).shape == (2, 192)
+
+
+def test_lars_step_matches_formula():
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))  # a weight matrix: decayed and adapted
+    b = torch.nn.Parameter(torch.tensor([1.0]))  # a bias: neither
+    w.grad, b.grad = torch.tensor([[0.6, 0.8]]), torch.tensor([0.5])
+    module = torch.nn.Module()
+    module.w, module.b = w, b
+    opt = LARS(param_groups(module, weight_decay=0.1), lr=0.5, momentum=0.9, eta=0.01)
+    opt.step()
+    g = torch.tensor([[0.6, 0.8]]) + 0.1 * torch.tensor([[3.0, 4.0]])
+    trust = 0.01 * 5.0 / g.norm()
+    torch.testing.assert_close(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.5 * trust * g)
+    torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.5 * 0.5]))  # no decay, no trust ratio on 1-d
