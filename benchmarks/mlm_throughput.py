@@ -37,7 +37,12 @@ from hfssl.mlm.tokenizer_training import train_tokenizer  # noqa: E402
 def hardware() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    model = platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} CPU cores ({model})"
 
 
 def held_out_loss(model_dir: Path, eval_blocks, batch_size: int = 64) -> float:
