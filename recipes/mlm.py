@@ -92,7 +92,7 @@ class MLMConfig(RunConfig):
     max_grad_norm: float = 1.0
     lr_scheduler_type: str = field(default="linear", metadata={"choices": ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt", "warmup_stable_decay"]})
     warmup_steps: float = field(default=0.06, metadata={"help": "Warmup steps; a value below 1 is a fraction of max_steps."})
-    max_steps: int = field(default=600, metadata={"help": "Optimizer steps (overrides num_train_epochs when > 0)."})
+    max_steps: int = field(default=400, metadata={"help": "Optimizer steps (overrides num_train_epochs when > 0)."})
     num_train_epochs: float = 1.0
     eval_steps: int = field(default=200, metadata={"help": "Evaluate every N optimizer steps (0: only at the end)."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (pays off on long GPU runs)."})
