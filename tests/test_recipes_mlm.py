@@ -20,6 +20,10 @@ TINY = ["--report_to", "none", "--vocab_size", "500", "--hidden_size", "32", "--
 
 
 def _load_recipe():
+    # main() runs in this process: forget any Accelerator state an earlier test left (e.g. another precision).
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
     spec = importlib.util.spec_from_file_location("mlm_recipe", ROOT / "recipes" / "mlm.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["mlm_recipe"] = module  # dataclasses resolve string annotations through sys.modules
