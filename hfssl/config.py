@@ -75,6 +75,12 @@ class RunConfig:
     hub_model_id: str | None = dataclasses.field(default=None, metadata={"help": "Hub repo id, e.g. user/my-bert."})
     hub_private_repo: bool = dataclasses.field(default=False, metadata={"help": "Create the Hub repo as private."})
     hub_revision: str | None = dataclasses.field(default=None, metadata={"help": "Branch of the Hub repo to push to."})
+    hub_push_checkpoints: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Also upload every saved checkpoint (under last-checkpoint/ in the repo) in the background while "
+                          "training goes on; a failed upload is reported at the end and never stops training. "
+                          "Needs --push_to_hub."},
+    )
 
     def __post_init__(self) -> None:
         if self.checkpointing_steps < 0:
@@ -85,6 +91,9 @@ class RunConfig:
             raise ConfigError(f"checkpoints_total_limit must be >= 0, got {self.checkpoints_total_limit}.")
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("push_to_hub needs --hub_model_id (e.g. your-name/your-model).")
+        if self.hub_push_checkpoints and not self.push_to_hub:
+            raise ConfigError("hub_push_checkpoints uploads checkpoints to the --push_to_hub repo: add --push_to_hub "
+                              "--hub_model_id your-name/your-model, or drop --hub_push_checkpoints.")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

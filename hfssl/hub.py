@@ -12,7 +12,7 @@ permission errors are not, since retrying cannot fix them. Pushing only reads th
 the local output is left exactly as it was.
 
 :class:`CheckpointPusher` uploads intermediate checkpoints from a background thread so training never waits for
-the network.
+the network (``--hub_push_checkpoints``); :class:`PushCheckpointsCallback` plugs it into ``transformers.Trainer``.
 
 Environment knobs (mainly for tests and slow links): ``HFSSL_HUB_TIMEOUT`` (seconds a single HTTP read/write may
 stall, default 60), ``HFSSL_HUB_RETRIES`` (extra attempts after a transient failure, default 3),
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Callable, TypeVar
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import get_session, validate_repo_id
+from transformers import TrainerCallback
 
 try:  # the HTTP library under huggingface_hub: httpx2 since 2.x, httpx in 1.x
     import httpx2 as httpx
@@ -53,7 +55,14 @@ T = TypeVar("T")
 
 
 class HubError(RuntimeError):
-    """Pushing to the Hub failed or cannot start; the local folder is left untouched."""
+    """Pushing to the Hub failed or cannot start; the local folder is left untouched.
+
+    ``reason`` is the cause alone (e.g. "the Hub answered HTTP 500 ..."), without the advice around it.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def _env_float(name: str, default: float) -> float:
@@ -243,7 +252,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
         reason = redact_token(_explain(failure.error, repo_id, timeout))
         raise HubError(f"Pushing {folder} to {repo_id} failed{tries}: {reason}. The local folder {folder} is "
                        f"unchanged; push it again with "
-                       f"`python recipes/push.py {folder} --hub_model_id {repo_id}`.") from None
+                       f"`python recipes/push.py {folder} --hub_model_id {repo_id}`.", reason=reason + tries) from None
     logger.info("Pushed %d files from %s to %s", len(files), folder, url)
     return url
 
@@ -285,7 +294,8 @@ class CheckpointPusher:
     run one at a time in commit order; if training saves faster than the network uploads, a checkpoint still
     waiting is replaced by the newer one. Each checkpoint becomes one commit under ``path_in_repo`` (so the
     repo's history holds every published checkpoint). A failed upload is logged and recorded, never raised into
-    the training loop; :meth:`wait` at the end returns the commit URLs and, if asked, raises the first error.
+    the training loop; :meth:`wait` at the end returns the commit URLs and, if asked, raises the first error, and
+    :meth:`finish` (what recipes call) waits and reports failures on stderr without raising.
     """
 
     def __init__(self, repo_id: str, *, private: bool = False, revision: str | None = None,
@@ -326,8 +336,9 @@ class CheckpointPusher:
             return self._push_fn(staging, self.repo_id, private=self.private, revision=self.revision,
                                  commit_message=message, path_in_repo=self.path_in_repo, include_checkpoints=True)
         except HubError as err:
-            logger.warning("Background Hub upload failed; training continues: %s", err)
-            self.errors.append(err)
+            name = staging.name.removeprefix(_STAGING_PREFIX)
+            logger.warning("Background Hub upload of checkpoint %s failed; training continues: %s", name, err.reason)
+            self.errors.append(HubError(f"checkpoint {name}: {err.reason}", reason=err.reason))
             return None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -345,6 +356,40 @@ class CheckpointPusher:
         if raise_on_error and self.errors:
             raise self.errors[0]
         return urls
+
+    def finish(self) -> list[str]:
+        """Wait for the uploads still running, then say on stderr which failed; never raises.
+
+        Recipes call this once training is over and before the final push: a checkpoint that failed to upload
+        must not cost the run, but the user has to learn that the Hub does not hold it.
+        """
+        urls = self.wait()
+        if self.errors:
+            failed = "; ".join(str(err) for err in self.errors)
+            print(f"warning: {len(self.errors)} of {len(self.errors) + len(urls)} checkpoint uploads to {self.repo_id} "
+                  f"failed ({failed}). Training was not affected and no local file was changed; to publish the "
+                  f"checkpoints still on disk, run `python recipes/push.py OUTPUT_DIR --hub_model_id {self.repo_id} "
+                  f"--include_checkpoints`.", file=sys.stderr, flush=True)
+        return urls
+
+
+class PushCheckpointsCallback(TrainerCallback):
+    """``--hub_push_checkpoints`` for the Trainer recipes: each ``checkpoint-N`` the Trainer saves goes to a
+    :class:`CheckpointPusher`.
+
+    Trainer's own ``hub_strategy="checkpoint"`` is not used on purpose: it would push the Trainer's model card over
+    hfssl's, make a second final commit, and skip hfssl's retries, token scrubbing and end-of-run failure report.
+    With this callback the flag behaves the same in every recipe (checkpoints under ``last-checkpoint/``).
+    """
+
+    def __init__(self, pusher: CheckpointPusher) -> None:
+        self.pusher = pusher
+
+    def on_save(self, args, state, control, **kwargs):
+        # Called after the Trainer has written (and rotated) its checkpoints, on every rank: upload once.
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            self.pusher.push(folder, step=state.global_step)
 
 
 def _stage(checkpoint_dir: Path) -> Path:

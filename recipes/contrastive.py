@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 
 import torch
@@ -38,7 +39,7 @@ from hfssl.contrastive.encoder import ImageEncoder, build_backbone, make_image_p
 from hfssl.contrastive.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
 from hfssl.contrastive.lars import LARS, param_groups
 from hfssl.contrastive.methods import MomentumMethod, build_method, cosine_momentum
-from hfssl.hub import check_push_ready, push_folder
+from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
 
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         logger.info(f"Random-init encoder: {progress['random_init']}", main_process_only=True)
     accelerator.wait_for_everyone()
 
+    # --hub_push_checkpoints: every checkpoint is uploaded from a background thread; training never waits for it.
+    pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+              if cfg.hub_push_checkpoints and accelerator.is_main_process else None)
+
     # 6. Training loop.
     step, micro_steps = progress["step"], progress["micro_steps"]
     generator = torch.Generator(device=accelerator.device)
@@ -207,7 +212,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             progress.update(step=step, micro_steps=micro_steps, epoch=epoch + int(epoch_done),
                             batches_in_epoch=0 if epoch_done else batches_in_epoch)
             if cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and step < total_steps:
-                save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
+                saved = save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
+                if pusher is not None:
+                    pusher.push(saved, step=step)
             if step >= total_steps:
                 break
         if step >= total_steps or batches_in_epoch == 0:  # done, or an empty stream
@@ -218,7 +225,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     skipped = int(accelerator.reduce(torch.tensor(progress["images_skipped"], device=accelerator.device), "sum"))
 
     # 7. Final evaluation and a Hub-ready folder: backbone + image processor + card + results.
-    save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
+    saved = save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
+    if pusher is not None:
+        pusher.push(saved, step=step)
     results: dict[str, float] = {"train_loss": progress["loss_history"][-1][1] if progress["loss_history"] else float("nan"),
                                  "train_steps": step, "train_images_seen": images_seen, "images_skipped": skipped,
                                  "train_images_per_second": images_seen / max(wall, 1e-9)}
@@ -252,10 +261,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "results_dataset": "validation split (frozen features)", "loss_history": progress["loss_history"],
         })
         logger.info(f"Results: {results}")
-        if cfg.push_to_hub:
-            push_folder(cfg.output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
+    if pusher is not None:
+        pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
+    if cfg.push_to_hub and accelerator.is_main_process:
+        push_folder(cfg.output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     return results
 
 
@@ -267,4 +278,7 @@ def _skip(loader, n: int):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except HubError as err:  # no token, or the final push failed: say what to do, no traceback
+        sys.exit(f"error: {err}")

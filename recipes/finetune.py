@@ -38,7 +38,7 @@ from hfssl.finetune.metrics import classification_metrics, logits_to_predictions
 from hfssl.finetune.pretrained import (CheckpointError, check_checkpoint, load_classifier, load_tokenizer,
                                        max_input_length)
 from hfssl.finetune.submission import STSB_RANGE, format_predictions, write_submission
-from hfssl.hub import check_push_ready, push_folder
+from hfssl.hub import CheckpointPusher, HubError, PushCheckpointsCallback, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
 
@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # ---- 5. Trainer: evaluate each epoch, keep the best checkpoint, optionally stop early -----------------------
     args = cfg.training_arguments(task.main_metric, report_to)
+    # --hub_push_checkpoints: each checkpoint-N is uploaded in the background by hfssl's pusher, as in the other
+    # recipes (hfssl.hub.PushCheckpointsCallback says why Trainer's own hub_strategy="checkpoint" is not used).
+    pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+              if cfg.hub_push_checkpoints and state.is_main_process else None)
     eval_sets = {name or "eval": encoded[split] for name, split in task.eval_splits.items()}
     trainer = Trainer(
         model=model,
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else [],
+        callbacks=([EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else [])
+        + ([PushCheckpointsCallback(pusher)] if pusher is not None else []),
     )
 
     # ---- 6. Train (resuming if asked), then evaluate the best model ---------------------------------------------
@@ -170,8 +175,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "eval_history": [(e["step"], v) for e in history for k, v in e.items() if k.endswith("eval_loss")
                              or k == "eval_loss"],
         })
-        if cfg.push_to_hub:
-            push_folder(out, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+    if pusher is not None:
+        pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
+    if cfg.push_to_hub and trainer.is_world_process_zero():
+        push_folder(cfg.output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     return all_results
 
 
@@ -183,5 +190,5 @@ def scores_only(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DataError, CheckpointError) as err:  # bad input: print the message with its fix, no trace
+    except (ConfigError, DataError, CheckpointError, HubError) as err:  # bad input: print the message with its fix, no trace
         sys.exit(f"error: {err}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments
@@ -22,7 +24,7 @@ from hfssl.checkpointing import prepare_output_dir
 from hfssl.config import ConfigError, RunConfig, parse_config, save_config
 from hfssl.contrastive.augment import normalize, to_float
 from hfssl.contrastive.data import ImageCollator, load_image_splits
-from hfssl.hub import check_push_ready, push_folder
+from hfssl.hub import CheckpointPusher, HubError, PushCheckpointsCallback, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
 
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model = AutoModelForImageClassification.from_pretrained(cfg.model_name_or_path, **label_args)
 
     args = TrainingArguments(
-        output_dir=cfg.output_dir, seed=cfg.seed,
+        # Trainer's checkpoint-N folders go under checkpoints/, as in every hfssl recipe (kept out of the final push).
+        output_dir=f"{cfg.output_dir}/checkpoints", seed=cfg.seed,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_eval_batch_size, num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
@@ -98,14 +101,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         bf16=cfg.mixed_precision == "bf16", report_to=tracker_names(cfg.report_to) or "none",
         remove_unused_columns=False,  # the image column is decoded by our collator, not by the model
     )
+    # --hub_push_checkpoints: each checkpoint-N is uploaded in the background, as in the other recipes.
+    pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+              if cfg.hub_push_checkpoints and args.process_index == 0 else None)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=splits["validation"],
                       data_collator=collate, processing_class=processor,
+                      callbacks=[PushCheckpointsCallback(pusher)] if pusher is not None else None,
                       compute_metrics=lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())})
     resume = cfg.resume_from_checkpoint
     train_result = trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
     metrics = {**train_result.metrics, **trainer.evaluate()}
     trainer.save_model(cfg.output_dir)
     if trainer.is_world_process_zero():
+        (Path(cfg.output_dir) / "training_args.bin").unlink(missing_ok=True)  # a pickle; hfssl_config.yaml records the run
         save_config(cfg, f"{cfg.output_dir}/hfssl_config.yaml")
         with open(f"{cfg.output_dir}/all_results.json", "w", encoding="utf-8") as handle:
             json.dump(metrics, handle, indent=2)
@@ -118,10 +126,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "results": {"accuracy": metrics["eval_accuracy"]}, "results_dataset": "validation split",
             "loss_history": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
         })
-        if cfg.push_to_hub:
-            push_folder(cfg.output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+    if pusher is not None:
+        pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
+    if cfg.push_to_hub and trainer.is_world_process_zero():
+        push_folder(cfg.output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except HubError as err:  # no token, or the final push failed: say what to do, no traceback
+        sys.exit(f"error: {err}")

@@ -34,7 +34,7 @@ from hfssl.config import ConfigError, RunConfig, parse_config, save_config
 from hfssl.data.offline_corpus import python_docs_corpus
 from hfssl.distributed import no_accelerator
 from hfssl.data.text import DataError, load_text_splits
-from hfssl.hub import HubError, check_push_ready, push_folder
+from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.mlm.data import EpochShuffleSampler, PadCollator, prepare_dataset
 from hfssl.mlm.evaluation import evaluate_mlm, premask_fn
 from hfssl.mlm.masking import IGNORE_INDEX, mask_tokens, special_token_table, step_generator, word_start_table
@@ -230,6 +230,10 @@ def main(argv: list[str] | None = None) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(f"{n_params / 1e6:.1f}M parameters, {accelerator.num_processes} process(es), {max_steps} steps", main_process_only=True)
 
+    # --hub_push_checkpoints: every checkpoint is uploaded from a background thread; training never waits for it.
+    pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+              if cfg.hub_push_checkpoints and accelerator.is_main_process else None)
+
     # ---- Training loop.
     step, epoch = progress["step"], progress["epoch"]
     tokens_seen, loss_history = progress["tokens_seen"], progress["loss_history"]
@@ -296,8 +300,10 @@ def main(argv: list[str] | None = None) -> dict:
                 bar.write(f"step {step}: eval_loss {metrics['eval_loss']:.4f}, perplexity {metrics['perplexity']:.2f}")
                 start_time = time.perf_counter()  # evaluation time is not training throughput
             if checkpoint_now:
-                save_checkpoint(accelerator, output_dir, step, {"epoch": epoch, "batches_in_epoch": micro, "tokens_seen": tokens_seen,
+                saved = save_checkpoint(accelerator, output_dir, step, {"epoch": epoch, "batches_in_epoch": micro, "tokens_seen": tokens_seen,
                                                                 "loss_history": loss_history}, cfg.checkpoints_total_limit)
+                if pusher is not None:
+                    pusher.push(saved, step=step)
                 start_time = time.perf_counter()
             if step >= max_steps:
                 break
@@ -340,11 +346,13 @@ def main(argv: list[str] | None = None) -> dict:
                         "train_runtime_s": results["train_runtime"]},
             "results": {k: metrics[k] for k in ("eval_loss", "perplexity") if k in metrics},
             "loss_history": loss_history})
-        if cfg.push_to_hub:
-            push_folder(output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
         print(f"Saved the model to {output_dir.resolve()} — eval_loss {metrics.get('eval_loss', float('nan')):.4f}, "
               f"{results['train_tokens_per_second']:,.0f} tokens/s, peak memory {results['peak_memory_mb']:.0f} MB")
-    accelerator.end_training()
+    accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
+    if pusher is not None:
+        pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
+    if cfg.push_to_hub and accelerator.is_main_process:
+        push_folder(output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     return results
 
 

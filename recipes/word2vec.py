@@ -30,7 +30,7 @@ from hfssl.config import config_to_dict, parse_config, save_config
 from hfssl.data.offline_corpus import bible_corpus, python_docs_corpus
 from hfssl.data.text import load_text_splits
 from hfssl.distributed import no_accelerator
-from hfssl.hub import check_push_ready, push_folder
+from hfssl.hub import CheckpointPusher, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
 from hfssl.word2vec import Word2VecConfig, Word2VecModel, WordVectors
@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> dict:
                              pad_id=net.pad_id, rng=chunk_generator(cfg.seed, step // steps_per_epoch, index),
                              max_windows=cfg.batch_windows)
 
+    # --hub_push_checkpoints: every checkpoint is uploaded from a background thread; training never waits for it.
+    pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+              if cfg.hub_push_checkpoints and accelerator.is_main_process else None)
+
     # 6. Loop. Windows for the next chunk are built in a helper thread while this one trains (numpy and torch
     # both release the GIL), which keeps a second core busy without torch thread contention.
     results: dict = {}
@@ -184,7 +188,10 @@ def main(argv: list[str] | None = None) -> dict:
             start_time += time.perf_counter() - eval_start  # train_runtime_s counts training only
         if (cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0) or done == total_steps:
             progress.update(step=done, train_seconds=time.perf_counter() - start_time)
-            save_checkpoint(accelerator, output_dir, done, {k: v for k, v in progress.items() if k != "step"}, cfg.checkpoints_total_limit)
+            saved = save_checkpoint(accelerator, output_dir, done, {k: v for k, v in progress.items() if k != "step"},
+                                    cfg.checkpoints_total_limit)
+            if pusher is not None:
+                pusher.push(saved, step=done)
     pool.shutdown()
     bar.close()
     train_seconds = time.perf_counter() - start_time
@@ -225,10 +232,12 @@ def main(argv: list[str] | None = None) -> dict:
         for word, near in neighbours.items():
             print(f"{word:>10}: " + ", ".join(f"{w} ({s:.2f})" for w, s in near))
         print(f"Saved to {output_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float)))
-        if cfg.push_to_hub:
-            push_folder(output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
+    if pusher is not None:
+        pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
+    if cfg.push_to_hub and accelerator.is_main_process:
+        push_folder(output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     return all_results if accelerator.is_main_process else {}
 
 

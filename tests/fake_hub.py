@@ -129,6 +129,15 @@ class FakeHub:
         with self._lock:
             self._faults.append(Fault(endpoint, status, stall_s, times, message))
 
+    def release(self) -> None:
+        """End every stall now and make later stalls return at once (tests that hold a request, then let it go)."""
+        self._release.set()
+
+    def clear_faults(self) -> None:
+        """Answer normally from now on (e.g. to push again after a failure the test injected)."""
+        with self._lock:
+            self._faults.clear()
+
     def files(self, repo_id: str, branch: str = "main") -> dict[str, bytes]:
         return dict(self.repos[repo_id].branches[branch])
 
