@@ -31,7 +31,7 @@ from hfssl.mlm.data import PadCollator, prepare_dataset  # noqa: E402
 from hfssl.mlm.evaluation import premask_fn  # noqa: E402
 from hfssl.mlm.masking import special_token_table  # noqa: E402
 from hfssl.mlm.objective import MaskedLMObjective  # noqa: E402
-from hfssl.mlm.tokenizer_training import train_tokenizer  # noqa: E402
+from hfssl.data.tokenizer_training import train_tokenizer  # noqa: E402
 
 
 def hardware() -> str:

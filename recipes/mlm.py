@@ -34,11 +34,12 @@ from hfssl.config import ConfigError, RunConfig, parse_config, save_config
 from hfssl.data.offline_corpus import python_docs_corpus
 from hfssl.distributed import no_accelerator
 from hfssl.data.text import DataError, load_text_splits
+from hfssl.data.tokenizer_training import load_or_train_tokenizer
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.mlm.data import EpochShuffleSampler, PadCollator, prepare_dataset
 from hfssl.mlm.evaluation import evaluate_mlm, premask_fn
 from hfssl.mlm.masking import IGNORE_INDEX, mask_tokens, special_token_table, step_generator, word_start_table
-from hfssl.mlm.model_factory import build_model, check_sizes, load_or_train_tokenizer
+from hfssl.mlm.model_factory import build_model, check_sizes
 from hfssl.mlm.objective import MaskedLMObjective
 from hfssl.mlm.throughput import encoder_flops_per_token, gpu_peak_flops, peak_memory_mb
 from hfssl.model_card import write_model_card

@@ -1,7 +1,7 @@
 from datasets import Dataset
 
 from hfssl.mlm.data import EpochShuffleSampler, PadCollator, prepare_dataset
-from hfssl.mlm.tokenizer_training import train_tokenizer
+from hfssl.data.tokenizer_training import train_tokenizer
 
 
 def _tokenizer(lines):

@@ -1,7 +1,7 @@
 import torch
 
 from hfssl.mlm.masking import IGNORE_INDEX, mask_tokens, special_token_table, step_generator, word_start_table
-from hfssl.mlm.tokenizer_training import train_tokenizer
+from hfssl.data.tokenizer_training import train_tokenizer
 
 VOCAB, MASK, CLS, SEP = 1000, 4, 2, 3
 

@@ -1,9 +1,9 @@
 """Turn text into model inputs for masked-LM pretraining: batched tokenization, then packing or line-by-line.
 
-Packing (the default) concatenates documents, separated by the tokenizer's separator, and cuts full blocks of
-``max_seq_length`` tokens framed by ``[CLS] ... [SEP]`` (``<s> ... </s>``). No position is padding, so no compute is
-spent on pad tokens and no attention mask is needed. Line-by-line keeps one example per line, truncated, and pads
-per batch. Empty and whitespace-only lines carry no signal and are dropped in both modes.
+Packing (the default, :mod:`hfssl.data.packing`) concatenates documents, separated by the tokenizer's separator, and
+cuts full blocks of ``max_seq_length`` tokens framed by ``[CLS] ... [SEP]`` (``<s> ... </s>``). No position is
+padding, so no compute is spent on pad tokens and no attention mask is needed. Line-by-line keeps one example per
+line, truncated, and pads per batch. Empty and whitespace-only lines carry no signal and are dropped in both modes.
 """
 
 from __future__ import annotations
@@ -12,40 +12,25 @@ import torch
 from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
+from ..data import packing
+from ..data.packing import non_empty_texts
 from .masking import IGNORE_INDEX
 
 
-def _texts(batch: dict, text_column: str) -> list[str]:
-    return [t for t in batch[text_column] if isinstance(t, str) and t.strip()]
-
-
 def pack_fn(tokenizer: PreTrainedTokenizerBase, text_column: str, max_seq_length: int):
-    """A ``datasets.map(batched=True)`` function producing full blocks of ``max_seq_length`` token ids."""
+    """A ``datasets.map(batched=True)`` function producing full blocks of ``max_seq_length`` token ids, each framed
+    as ``[CLS] ... [SEP]`` (``<s> ... </s>``), documents separated by ``[SEP]`` as between BERT's segments."""
     start, end = tokenizer.cls_token_id, tokenizer.sep_token_id
     if start is None or end is None:
         raise ValueError("Packing needs a tokenizer with cls/sep (or <s>/</s>) tokens.")
-    body = max_seq_length - 2
-
-    def pack(batch: dict) -> dict:
-        ids = tokenizer(_texts(batch, text_column), add_special_tokens=False, verbose=False)["input_ids"]
-        stream: list[int] = []
-        for doc in ids:
-            if doc:
-                stream.extend(doc)
-                stream.append(end)  # document boundary, as between BERT's segments
-        # The tail shorter than a block is dropped, as in run_mlm.py; with 1000-document batches that is <1% of tokens.
-        n_blocks = len(stream) // body
-        blocks = [[start, *stream[i * body : (i + 1) * body], end] for i in range(n_blocks)]
-        return {"input_ids": blocks}
-
-    return pack
+    return packing.pack_fn(tokenizer, text_column, max_seq_length, separator_id=end, prefix_id=start, suffix_id=end)
 
 
 def line_by_line_fn(tokenizer: PreTrainedTokenizerBase, text_column: str, max_seq_length: int):
     """A ``datasets.map(batched=True)`` function producing one truncated example per non-empty line."""
 
     def encode(batch: dict) -> dict:
-        enc = tokenizer(_texts(batch, text_column), truncation=True, max_length=max_seq_length)
+        enc = tokenizer(non_empty_texts(batch, text_column), truncation=True, max_length=max_seq_length)
         return {"input_ids": enc["input_ids"]}
 
     return encode

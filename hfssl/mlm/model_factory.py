@@ -1,4 +1,6 @@
-"""Build (or load) the tokenizer and the ``*ForMaskedLM`` model a masked-LM run trains, with size checks.
+"""Build (or load) the ``*ForMaskedLM`` model a masked-LM run trains, with size checks.
+
+The tokenizer comes from :func:`hfssl.data.tokenizer_training.load_or_train_tokenizer`.
 
 Sizes are checked against each other before anything is built, so an impossible config (heads that don't divide
 the hidden size, sequences longer than the position table) fails in a second with a message saying what to change.
@@ -6,13 +8,9 @@ the hidden size, sequences longer than the position table) fails in a second wit
 
 from __future__ import annotations
 
-from itertools import islice
-from pathlib import Path
-
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedTokenizerBase
 
 from ..config import ConfigError
-from .tokenizer_training import train_tokenizer
 
 # RoBERTa offsets positions by padding_idx + 1, so its table needs two extra rows.
 POSITION_OFFSET = {"bert": 0, "roberta": 2}
@@ -29,22 +27,6 @@ def check_sizes(hidden_size: int, num_attention_heads: int, max_seq_length: int,
             f"max_seq_length ({max_seq_length}) is longer than the model's position table ({max_position_embeddings}). "
             f"Use --max_seq_length {max_position_embeddings} or less."
         )
-
-
-def load_or_train_tokenizer(*, tokenizer_name: str | None, model_name_or_path: str | None, model_type: str,
-                            vocab_size: int, texts, saved_dir: Path, max_texts: int) -> PreTrainedTokenizerBase:
-    """The tokenizer named, else the continued model's, else one already trained for this run, else train one."""
-    source = tokenizer_name or model_name_or_path
-    if source:
-        try:
-            return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"Could not load a tokenizer from {source}: {err}. Pass --tokenizer_name explicitly.") from err
-    if (saved_dir / "tokenizer_config.json").is_file():
-        return AutoTokenizer.from_pretrained(saved_dir)
-    tokenizer = train_tokenizer(model_type, islice(texts, max_texts), vocab_size)
-    tokenizer.save_pretrained(saved_dir)
-    return tokenizer
 
 
 def build_model(cfg, tokenizer: PreTrainedTokenizerBase):
