@@ -30,11 +30,13 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from hfssl.distributed import no_accelerator
-from hfssl.checkpointing import NonFiniteLossError, load_checkpoint, prepare_output_dir, resolve_resume_path, save_checkpoint
-from hfssl.config import config_to_dict, parse_config, save_config
+from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkpoint, prepare_output_dir, resolve_resume_path,
+                                 save_checkpoint)
+from hfssl.config import ConfigError, config_to_dict, parse_config, save_config
 from hfssl.contrastive.augment import augment, normalize, to_float, views_for_method
 from hfssl.contrastive.config import ContrastiveConfig
 from hfssl.contrastive.data import ImageCollator, load_image_splits
+from hfssl.data.text import DataError
 from hfssl.contrastive.encoder import ImageEncoder, build_backbone, make_image_processor
 from hfssl.contrastive.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
 from hfssl.contrastive.lars import LARS, param_groups
@@ -280,5 +282,5 @@ def _skip(loader, n: int):
 if __name__ == "__main__":
     try:
         main()
-    except HubError as err:  # no token, or the final push failed: say what to do, no traceback
+    except (ConfigError, DataError, OutputDirError, HubError, NonFiniteLossError) as err:  # say what to do, no traceback
         sys.exit(f"error: {err}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,12 +26,13 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from hfssl.checkpointing import NonFiniteLossError, load_checkpoint, prepare_output_dir, resolve_resume_path, save_checkpoint
-from hfssl.config import config_to_dict, parse_config, save_config
+from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkpoint, prepare_output_dir, resolve_resume_path,
+                                 save_checkpoint)
+from hfssl.config import ConfigError, config_to_dict, parse_config, save_config
 from hfssl.data.offline_corpus import bible_corpus, python_docs_corpus
-from hfssl.data.text import load_text_splits
+from hfssl.data.text import DataError, load_text_splits
 from hfssl.distributed import no_accelerator
-from hfssl.hub import CheckpointPusher, check_push_ready, push_folder
+from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
 from hfssl.word2vec import Word2VecConfig, Word2VecModel, WordVectors
@@ -80,19 +82,15 @@ def main(argv: list[str] | None = None) -> dict:
     analogy_file, similarity_files = evaluation_files(cfg)
     for path in [analogy_file, *similarity_files]:
         if path and not os.path.isfile(path):
-            raise FileNotFoundError(f"Evaluation file {path} does not exist. Fix the path, or pass 'none'.")
+            raise ConfigError(f"Evaluation file {path} does not exist. Fix the path, or pass 'none'.")
     resume_path = resolve_resume_path(cfg.resume_from_checkpoint, cfg.output_dir)
-    output_dir = prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=resume_path is not None)
+    output_dir = prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
 
     # 2. Accelerator: device, processes, trackers.
     accelerator = Accelerator(cpu=no_accelerator(), log_with=tracker_names(cfg.report_to) or None, project_dir=str(output_dir))
     set_seed(cfg.seed)
-    if accelerator.is_main_process:
-        save_config(cfg, output_dir / "hfssl_config.yaml")
-        accelerator.init_trackers("word2vec", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                                                      for k, v in config_to_dict(cfg).items()})
 
     # 3. Data: every process reads and encodes the whole corpus (deterministically) and trains its own chunks.
     train_file = cfg.train_file or (None if cfg.dataset_name else offline_train_file())
@@ -107,6 +105,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer, words, counts, corpus = build_corpus(text_batches, lowercase=cfg.lowercase, keep_punctuation=cfg.keep_punctuation,
                                                     min_count=cfg.min_count, max_vocab_size=cfg.max_vocab_size)
+    # Written only once the data has passed its checks, so a bad-input failure leaves output_dir empty.
+    if accelerator.is_main_process:
+        save_config(cfg, output_dir / "hfssl_config.yaml")
+        accelerator.init_trackers("word2vec", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                      for k, v in config_to_dict(cfg).items()})
     keep_prob = keep_probabilities(counts, cfg.sample)
     noise = AliasSampler(noise_distribution(counts, cfg.ns_exponent))
     logger.info(f"{corpus.raw_words} words, {len(corpus.ids)} in a vocabulary of {len(words)}; "
@@ -152,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
     bar = tqdm(total=total_steps, initial=progress["step"], disable=not accelerator.is_local_main_process, desc="word2vec")
     pool = ThreadPoolExecutor(max_workers=1)
     pending = pool.submit(windows_for, progress["step"]) if progress["step"] < total_steps else None
-    window_loss, window_terms = 0.0, 0
+    # The loss summed since the last log line is checkpointed too, so a resumed run logs the same curve.
+    window_loss, window_terms = progress.get("window_loss", 0.0), progress.get("window_terms", 0)
     start_time = time.perf_counter() - progress["train_seconds"]
     for step in range(progress["step"], total_steps):
         batches = pending.result()
@@ -187,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
             logger.info(f"epoch {epoch}: {json.dumps(results)}", main_process_only=True)
             start_time += time.perf_counter() - eval_start  # train_runtime_s counts training only
         if (cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0) or done == total_steps:
-            progress.update(step=done, train_seconds=time.perf_counter() - start_time)
+            progress.update(step=done, train_seconds=time.perf_counter() - start_time, window_loss=window_loss,
+                            window_terms=window_terms)
             saved = save_checkpoint(accelerator, output_dir, done, {k: v for k, v in progress.items() if k != "step"},
                                     cfg.checkpoints_total_limit)
             if pusher is not None:
@@ -242,4 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConfigError, DataError, OutputDirError, HubError, NonFiniteLossError) as err:  # bad input: the fix, no trace
+        sys.exit(f"error: {err}")

@@ -18,6 +18,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from ..data.text import DataError
+
 UNK = "[UNK]"
 
 
@@ -162,8 +164,8 @@ def build_corpus(batches: Callable[[], Iterable[list[str]]], *, lowercase: bool 
     corpus, counts = encode_corpus(template, batches())
     words, counts, corpus = renumber_by_frequency(template, corpus, counts)
     if corpus.raw_words == 0:
-        raise ValueError("The training text has no words. Check --text_column and the data.")
+        raise DataError("The training text has no words. Check --text_column and the data.")
     if len(words) < 2:
-        raise ValueError(f"Only {len(words)} word(s) occur at least min_count={min_count} times in {corpus.raw_words} words; "
+        raise DataError(f"Only {len(words)} word(s) occur at least min_count={min_count} times in {corpus.raw_words} words; "
                          f"lower --min_count or give more text.")
     return word_level_tokenizer(template, words), words, counts, corpus
