@@ -60,6 +60,9 @@ KINDS = {
         "image-feature-extraction", "transformers", ["hfssl", "self-supervised", "contrastive"], "recipes/simclr.py",
     ),
     "text-classifier": ("text-classification", "transformers", ["hfssl", "text-classification"], "recipes/finetune.py"),
+    "image-classifier": (
+        "image-classification", "transformers", ["hfssl", "image-classification"], "recipes/image_finetune.py",
+    ),
     "causal-lm": ("text-generation", "transformers", ["hfssl", "causal-lm", "self-supervised"], "recipes/clm.py"),
 }
 

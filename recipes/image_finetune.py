@@ -117,9 +117,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         save_config(cfg, f"{cfg.output_dir}/hfssl_config.yaml")
         with open(f"{cfg.output_dir}/all_results.json", "w", encoding="utf-8") as handle:
             json.dump(metrics, handle, indent=2)
-        write_model_card(cfg.output_dir, "image-encoder", {
+        write_model_card(cfg.output_dir, "image-classifier", {
             "model_name": cfg.hub_model_id or cfg.output_dir, "recipe": "recipes/image_finetune.py",
-            "pipeline_tag": "image-classification", "task_type": "image-classification",
+            "model_details": {"labels": ", ".join(map(str, names)), "architecture": type(model).__name__,
+                              "parameters": sum(p.numel() for p in model.parameters()), "image_size": size},
             "datasets": [cfg.dataset_name or cfg.train_dir or "scikit-learn digits"],
             "base_model": None if cfg.from_scratch else cfg.model_name_or_path,
             "hyperparameters": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None and "hub" not in k},

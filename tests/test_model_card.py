@@ -208,6 +208,46 @@ def test_image_encoder_snippet_runs(tmp_path):
     assert tuple(ns["features"].shape) == (1, 16)
 
 
+@pytest.mark.parametrize("arch", ["vit", "resnet"])
+def test_image_encoder_snippet_gives_the_features_training_used(arch, tmp_path):
+    """The folder recipes/contrastive.py saves (backbone + its image processor): the card's snippet must compute
+    the same feature as hfssl's ImageEncoder ([CLS] for ViT, pooled map for ResNet), not e.g. an untrained pooler."""
+    import torch
+    from transformers import AutoModel, ResNetConfig, ViTConfig
+
+    from hfssl.contrastive.encoder import ImageEncoder, make_image_processor
+
+    config = (ViTConfig(image_size=16, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32) if arch == "vit"
+              else ResNetConfig(embedding_size=8, hidden_sizes=[16, 24], depths=[1, 1], layer_type="basic"))
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(tmp_path)
+    make_image_processor(16).save_pretrained(tmp_path)
+    ns = run_card_snippet(tmp_path, "image-encoder")
+    encoder = ImageEncoder(AutoModel.from_pretrained(tmp_path).eval())
+    with torch.no_grad():
+        expected = encoder(ns["processor"](images=ns["image"], return_tensors="pt")["pixel_values"])
+    assert ns["features"].shape == expected.shape == (1, encoder.dim)
+    assert torch.allclose(ns["features"], expected, atol=1e-5)
+
+
+def test_image_classifier_snippet_runs(tmp_path):
+    """The folder recipes/image_finetune.py saves: a classification model on the encoder + the image processor."""
+    from transformers import AutoModelForImageClassification, ResNetConfig
+
+    from hfssl.contrastive.encoder import make_image_processor
+
+    labels = {0: "zero", 1: "one", 2: "two"}
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[16, 24], depths=[1, 1], layer_type="basic", num_labels=3,
+                          id2label=labels, label2id={v: k for k, v in labels.items()})
+    AutoModelForImageClassification.from_config(config).save_pretrained(tmp_path)
+    make_image_processor(16).save_pretrained(tmp_path)
+    ns = run_card_snippet(tmp_path, "image-classifier")
+    assert ns["model"].config.id2label == labels
+    predictions = ns["classify"](ns["image"])
+    assert {p["label"] for p in predictions} <= set(labels.values()) and len(predictions) == 3
+
+
 def test_word_embeddings_snippet_runs(tmp_path):
     from hfssl.word2vec.vectors import WordVectors  # the format recipes/word2vec.py saves
 

@@ -5,17 +5,20 @@
   checkpoint uploads are reported at the end, the final push fails with a clean message (no traceback), the local
   output is complete, and ``recipes/push.py`` later publishes it byte for byte;
 - with a working Hub, checkpoints arrive in the background under ``last-checkpoint/`` (Trainer recipes too);
-- the token appears in no output file, log or upload.
+- the token appears in no output file, log or upload;
+- each recipe's model card parses back with its metadata, shows its loss plot, and its code runs on the folder.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 
 from fake_hub import FakeHub
 from hfssl.hub import files_to_push
@@ -119,6 +122,8 @@ MODEL_FILES = {"mlm.py": ["model.safetensors", "config.json", "tokenizer.json"],
                "contrastive.py": ["model.safetensors", "config.json", "preprocessor_config.json"],
                "finetune.py": ["model.safetensors", "config.json", "tokenizer.json"],
                "image_finetune.py": ["model.safetensors", "config.json", "preprocessor_config.json"]}
+PIPELINE_TAG = {"mlm.py": "fill-mask", "word2vec.py": "feature-extraction", "contrastive.py": "image-feature-extraction",
+                "finetune.py": "text-classification", "image_finetune.py": "image-classification"}
 
 
 def test_every_training_recipe_is_covered():
@@ -130,6 +135,18 @@ def test_every_training_recipe_is_covered():
         names = []
     trainers = set(names or [p.name for p in (ROOT / "recipes").glob("*.py")]) - {"push.py"}
     assert trainers <= set(RECIPES), f"add {sorted(trainers - set(RECIPES))} to the Hub tests of this file"
+
+
+def check_model_card(out: Path, recipe: str, repo_id: str) -> None:
+    """Metadata round-trips through ModelCard, the loss plot is there, and every code block runs on ``out``."""
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == PIPELINE_TAG[recipe] and card.data.model_name == repo_id
+    assert "![training loss](training_loss.png)" in card.text and (out / "training_loss.png").is_file()
+    blocks = re.findall(r"```python\n(.*?)```", card.text, flags=re.DOTALL)
+    assert blocks
+    for i, block in enumerate(blocks):  # as a reader would run them, with the Hub id pointing at the local folder
+        assert f'"{repo_id}"' in block, block
+        exec(compile(block.replace(f'"{repo_id}"', repr(str(out))), f"<{recipe} card, block {i}>", "exec"), {})  # noqa: S102
 
 
 def scan_for_token(out: Path, proc: subprocess.CompletedProcess) -> None:
@@ -183,6 +200,7 @@ def test_hub_failures_never_cost_the_run_or_the_local_output(recipe, inputs, tmp
     for path, data in pushed.items():
         assert data == (out / path).read_bytes(), path
     assert TOKEN not in again.stdout + again.stderr
+    check_model_card(out, recipe, "tester/model")
 
 
 @pytest.mark.parametrize("recipe", ["word2vec.py", "finetune.py"])  # recipes/mlm.py: tests/test_hub.py
