@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "datasets": [cfg.dataset_name or cfg.train_dir or "scikit-learn digits"],
             "base_model": None if cfg.from_scratch else cfg.model_name_or_path,
             "hyperparameters": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None and "hub" not in k},
+            "compute": {"num_processes": args.world_size, "train_runtime_s": metrics["train_runtime"],
+                        "images_seen": trainer.state.global_step * args.train_batch_size * args.world_size
+                        * args.gradient_accumulation_steps},
             "results": {"accuracy": metrics["eval_accuracy"]}, "results_dataset": "validation split",
             "loss_history": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
         })
