@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # recipe -> where its config dataclass lives ("recipe" for the script itself).
 CONFIG_CLASSES = {
     "mlm": ("recipe", "MLMConfig"),
+    "clm": ("recipe", "CLMConfig"),
     "word2vec": ("hfssl.word2vec.config", "Word2VecConfig"),
     "contrastive": ("hfssl.contrastive.config", "ContrastiveConfig"),
     "finetune": ("hfssl.finetune.config", "FinetuneConfig"),
@@ -43,10 +44,11 @@ def test_yaml_parses_and_every_value_lands(recipe, path):
         assert getattr(cfg, key) == value, key
 
 
-def test_offline_yaml_is_exactly_the_defaults():
-    cls = _config_class("mlm")
+@pytest.mark.parametrize("recipe", ["mlm", "clm"])
+def test_offline_yaml_is_exactly_the_defaults(recipe):
+    cls = _config_class(recipe)
     defaults = cls()
-    for key, value in load_yaml(ROOT / "recipes" / "configs" / "mlm" / "offline.yaml").items():
+    for key, value in load_yaml(ROOT / "recipes" / "configs" / recipe / "offline.yaml").items():
         assert getattr(defaults, key) == value, f"offline.yaml {key}={value} but the dataclass default is {getattr(defaults, key)}"
 
 

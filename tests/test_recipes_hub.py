@@ -96,6 +96,12 @@ def recipe_args(recipe: str, inputs: dict[str, Path]) -> list[str]:
                 "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size",
                 "64", "--max_seq_length", "32", "--vocab_size", "300", "--per_device_train_batch_size", "8",
                 "--logging_steps", "2", "--eval_steps", "0", "--max_eval_samples", "20", "--report_to", "tensorboard"]
+    if recipe == "clm.py":
+        return ["--train_file", str(inputs["corpus"]), "--max_steps", "4", "--checkpointing_steps", "2",
+                "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size",
+                "64", "--max_seq_length", "32", "--vocab_size", "300", "--per_device_train_batch_size", "8",
+                "--logging_steps", "2", "--eval_steps", "0", "--max_eval_samples", "20", "--sample_max_new_tokens", "4",
+                "--report_to", "none"]
     if recipe == "word2vec.py":
         return ["--train_file", str(inputs["corpus"]), "--epochs", "1", "--checkpointing_steps", "2",
                 "--vector_size", "16", "--chunk_words", "4000", "--batch_windows", "256", "--report_to", "none",
@@ -115,14 +121,16 @@ def recipe_args(recipe: str, inputs: dict[str, Path]) -> list[str]:
     raise AssertionError(f"no tiny arguments for {recipe}")
 
 
-RECIPES = ["mlm.py", "word2vec.py", "contrastive.py", "finetune.py", "image_finetune.py"]
+RECIPES = ["mlm.py", "clm.py", "word2vec.py", "contrastive.py", "finetune.py", "image_finetune.py"]
 # What each recipe's saved folder must hold besides README.md (the model card).
 MODEL_FILES = {"mlm.py": ["model.safetensors", "config.json", "tokenizer.json"],
+               "clm.py": ["model.safetensors", "config.json", "tokenizer.json"],
                "word2vec.py": ["model.safetensors", "vocab.txt", "tokenizer.json"],
                "contrastive.py": ["model.safetensors", "config.json", "preprocessor_config.json"],
                "finetune.py": ["model.safetensors", "config.json", "tokenizer.json"],
                "image_finetune.py": ["model.safetensors", "config.json", "preprocessor_config.json"]}
-PIPELINE_TAG = {"mlm.py": "fill-mask", "word2vec.py": "feature-extraction", "contrastive.py": "image-feature-extraction",
+PIPELINE_TAG = {"mlm.py": "fill-mask", "clm.py": "text-generation", "word2vec.py": "feature-extraction",
+                "contrastive.py": "image-feature-extraction",
                 "finetune.py": "text-classification", "image_finetune.py": "image-classification"}
 
 
