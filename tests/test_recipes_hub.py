@@ -167,8 +167,10 @@ def scan_for_token(out: Path, proc: subprocess.CompletedProcess) -> None:
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_push_without_token_fails_before_any_work(recipe, inputs, tmp_path):
     out = tmp_path / "out"
-    proc = run(recipe, [*recipe_args(recipe, inputs), "--output_dir", str(out), "--push_to_hub",
-                        "--hub_model_id", "tester/model"], hub_env(tmp_path, "http://127.0.0.1:9", token=None))
+    # All the Hub flags are accepted (an unknown one would fail in argparse, without the token message).
+    proc = run(recipe, [*recipe_args(recipe, inputs), "--output_dir", str(out), "--push_to_hub", "--hub_model_id",
+                        "tester/model", "--hub_private_repo", "--hub_revision", "run-1", "--hub_push_checkpoints"],
+               hub_env(tmp_path, "http://127.0.0.1:9", token=None))
     assert proc.returncode != 0
     assert "HF_TOKEN" in proc.stderr and "hf auth login" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -216,10 +218,13 @@ def test_checkpoints_are_pushed_in_the_background(recipe, inputs, tmp_path):
     out = tmp_path / "out"
     with FakeHub(tokens={TOKEN: "write"}) as hub:
         proc = run(recipe, [*recipe_args(recipe, inputs), "--output_dir", str(out), "--push_to_hub", "--hub_model_id",
-                            "tester/model", "--hub_push_checkpoints"], hub_env(tmp_path, hub.url, TOKEN))
+                            "tester/model", "--hub_private_repo", "--hub_revision", "run-1", "--hub_push_checkpoints"],
+                   hub_env(tmp_path, hub.url, TOKEN))
         assert proc.returncode == 0, proc.stderr[-4000:]
-        commits, pushed = list(hub.commits), hub.files("tester/model")
+        commits, pushed = list(hub.commits), hub.files("tester/model", branch="run-1")
+        assert hub.repos["tester/model"].private and hub.files("tester/model", branch="main") == {}
         wire = b"".join(hub.bodies)
+    assert {c.branch for c in commits} == {"run-1"}
     messages = [c.message for c in commits]
     assert messages[-1] == FINAL_COMMIT and len(messages) >= 2
     assert all(m.startswith("Checkpoint ") for m in messages[:-1]), messages
