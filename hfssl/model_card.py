@@ -57,7 +57,7 @@ KINDS = {
         "feature-extraction", "hfssl", ["hfssl", "word2vec", "word-embeddings", "self-supervised"], "recipes/word2vec.py",
     ),
     "image-encoder": (
-        "image-feature-extraction", "transformers", ["hfssl", "self-supervised", "contrastive"], "recipes/simclr.py",
+        "image-feature-extraction", "transformers", ["hfssl", "self-supervised"], "recipes/contrastive.py",
     ),
     "text-classifier": ("text-classification", "transformers", ["hfssl", "text-classification"], "recipes/finetune.py"),
     "image-classifier": (
@@ -68,6 +68,13 @@ KINDS = {
 
 # Template fields a kind needs beyond the common ones; a recipe overrides them through ``info["extra"]``.
 DEFAULT_EXTRA = {
+    "image-encoder": {  # contrastive methods; RotNet and MAE pass their own
+        "objective": "two random augmentations of the same image were pulled together in embedding space (and, for "
+                     "SimCLR and MoCo v3, pushed away from the other images of the batch)",
+        "limitations": "Contrastive pretraining teaches invariance to the augmentations used in training (crops, "
+                       "colour jitter, flips); features may therefore ignore colour or orientation when a downstream "
+                       "task needs them. Quality depends strongly on batch size and training length.",
+    },
     "word-embeddings": {"vectors_file": "model.safetensors", "vectors_key": "embeddings", "vocab_file": "vocab.txt"},
 }
 

@@ -41,6 +41,7 @@ from hfssl.contrastive.encoder import ImageEncoder, build_backbone, make_image_p
 from hfssl.contrastive.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
 from hfssl.contrastive.lars import LARS, param_groups
 from hfssl.contrastive.methods import MomentumMethod, build_method, cosine_momentum
+from hfssl.contrastive.rotation import CARD_TEXT as ROTNET_CARD_TEXT
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 generator.manual_seed(cfg.seed * 1_000_003 + micro_steps * 1009 + accelerator.process_index)
                 micro_steps += 1
                 view1 = normalize(augment(images, view1_cfg, generator))
-                view2 = normalize(augment(images, view2_cfg, generator))
+                view2 = normalize(augment(images, view2_cfg, generator)) if view2_cfg else None  # RotNet: one view
                 loss = model(view1, view2)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"Loss is {loss.item()} at step {step}. Lower --learning_rate, add "
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         "images_seen": images_seen},
             "results": {k: v for k, v in results.items() if "accuracy" in k and not k.startswith("random_init")},
             "results_dataset": "validation split (frozen features)", "loss_history": progress["loss_history"],
+            "tags": ["rotation-prediction" if cfg.method == "rotnet" else "contrastive", cfg.method],
+            **({"extra": ROTNET_CARD_TEXT} if cfg.method == "rotnet" else {}),
         })
         logger.info(f"Results: {results}")
     accelerator.wait_for_everyone()

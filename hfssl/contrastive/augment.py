@@ -42,13 +42,15 @@ class ViewConfig:
 
 
 def views_for_method(method: str, image_size: int, *, crop_min_scale: float = 0.08, hflip_prob: float = 0.5,
-                     jitter_strength: float = 1.0, blur: bool = True) -> tuple[ViewConfig, ViewConfig]:
+                     jitter_strength: float = 1.0, blur: bool = True) -> tuple[ViewConfig, ViewConfig | None]:
     """The two view distributions of ``method``: SimCLR's symmetric pair, or BYOL's asymmetric pair.
 
     BYOL's asymmetric blur/solarize pair is also what MoCo v3, VICReg and Barlow Twins use. ``blur=False`` drops
-    the blur (SimCLR does so on CIFAR-sized images).
+    the blur (SimCLR does so on CIFAR-sized images). RotNet has a single view (``None`` second).
     """
     common = dict(image_size=image_size, crop_scale=(crop_min_scale, 1.0), hflip_prob=hflip_prob)
+    if method == "rotnet":  # RotNet: one view of each image, cropped and flipped only (the rotation is the task)
+        return ViewConfig(**common, jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0), None
     if method == "simclr":
         s = jitter_strength  # SimCLR: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)
         v = ViewConfig(**common, brightness=0.8 * s, contrast=0.8 * s, saturation=0.8 * s, hue=0.2 * s,

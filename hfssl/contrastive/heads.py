@@ -15,6 +15,7 @@ PAPER_DIMS = {
     "mocov3": (4096, 256, 3, 4096),  # MoCo v3 sec. 4 (ResNet): 3-layer projector, 2-layer predictor
     "vicreg": (8192, 8192, 3, None),  # VICReg sec. 4.1: expander 8192-8192-8192
     "barlowtwins": (8192, 8192, 3, None),  # Barlow Twins sec. 4: projector 8192-8192-8192
+    "rotnet": (None, 4, 1, None),  # RotNet (rotation.py): a linear 4-way rotation classifier
 }
 
 

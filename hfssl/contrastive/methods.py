@@ -24,6 +24,7 @@ from .encoder import ImageEncoder
 from .heads import PAPER_DIMS, MLPHead
 from .moco_v3_loss import MoCoV3Loss
 from .nt_xent import NTXentLoss
+from .rotation import RotNet
 from .vicreg_loss import VICRegLoss
 
 METHODS = tuple(PAPER_DIMS)
@@ -104,6 +105,8 @@ def build_method(method: str, encoder: ImageEncoder, *, hidden_dim: int | None =
     """The model for ``method`` with the paper's head sizes unless ``hidden_dim`` / ``out_dim`` are given."""
     if method not in PAPER_DIMS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    if method == "rotnet":  # a rotation classifier, not a projector: out_dim is always the 4 rotations
+        return RotNet(encoder, hidden_dim)
     paper_hidden, paper_out, layers, pred_hidden = PAPER_DIMS[method]
     hidden = hidden_dim or paper_hidden
     out = out_dim or paper_out
