@@ -10,8 +10,8 @@ so that load from other processes hits both alike; the script prints the median 
 words/s = corpus words (before subsampling) x epochs / training seconds, the same count for both.
 Quality uses one evaluator for both models (hfssl.word2vec.evaluation, gensim's rules): analogy accuracy on
 questions-words.txt and Spearman on wordsim353 / simlex999 over the pairs both vocabularies contain.
-gensim uses ``--gensim_workers`` threads; hfssl one process with ``--threads`` torch threads plus a
-window-building thread, or (``--processes N``) the recipe under torchrun with N processes.
+gensim uses ``--gensim_workers`` threads; hfssl one process with ``--workers`` training threads (Hogwild, as
+gensim) plus a window-building thread, or (``--processes N``) the recipe under torchrun with N processes.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run_hfssl(data, args, sg: bool, seed: int):
     model = Word2VecModel(len(words), args.vector_size, seed=seed)
     start = time.perf_counter()
     train_in_process(model, corpus, counts, sg=sg, window=args.window, negative=args.negative, sample=args.sample,
-                     epochs=args.epochs, chunk_words=args.chunk_words, batch_windows=args.batch_windows, seed=seed)
+                     epochs=args.epochs, chunk_words=args.chunk_words, batch_windows=args.batch_windows, workers=args.workers, seed=seed)
     seconds = time.perf_counter() - start
     return WordVectors(words, model.word_vectors().numpy(), counts, tokenizer), seconds
 
@@ -79,7 +79,8 @@ def run_hfssl_processes(texts, args, sg: bool, seed: int, processes: int):
                "--window", str(args.window), "--min_count", str(args.min_count), "--negative", str(args.negative),
                "--sample", str(args.sample), "--chunk_words", str(args.chunk_words), "--batch_windows", str(args.batch_windows),
                "--seed", str(seed), "--report_to", "none", "--analogy_file", "none", "--similarity_files", "none",
-               "--save_word2vec_format", "none", "--num_threads", str(args.threads), "--logging_steps", "1000000"]
+               "--save_word2vec_format", "none", "--num_threads", str(args.threads), "--workers", str(args.workers),
+               "--logging_steps", "1000000"]
         env = dict(__import__("os").environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
         subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=root)
         seconds = json.loads((out / "all_results.json").read_text())["train_runtime_s"]
@@ -113,6 +114,7 @@ def main() -> None:
     p.add_argument("--chunk_words", type=int, default=20000)
     p.add_argument("--batch_windows", type=int, default=1024)
     p.add_argument("--gensim_workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="hfssl training threads per process (Hogwild, as gensim's workers).")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for hfssl (per process).")
     p.add_argument("--processes", type=int, default=1,
                    help="hfssl processes: 1 trains in this process; N>1 runs recipes/word2vec.py under torchrun.")
@@ -127,7 +129,7 @@ def main() -> None:
     sentences = [split_words(tokenizer, t) for t in texts]
     sentences = [s for s in sentences if s]
     print(f"corpus {args.corpus} x{args.repeat}: {data[3].raw_words:,} words, {len(sentences):,} sentences, "
-          f"vocab {len(data[1]):,}; epochs {args.epochs}; hfssl {args.processes} process(es) x {args.threads} torch thread(s), "
+          f"vocab {len(data[1]):,}; epochs {args.epochs}; hfssl {args.processes} process(es) x {args.workers} worker(s), "
           f"gensim {args.gensim_workers} workers")
 
     report = {"args": vars(args), "words": data[3].raw_words, "models": {}}

@@ -37,7 +37,7 @@ from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
 from hfssl.word2vec import Word2VecConfig, Word2VecModel, WordVectors
 from hfssl.word2vec.evaluation import evaluate_analogies, evaluate_word_pairs, gensim_test_file, nearest_neighbours
-from hfssl.word2vec.model import chunk_bounds, chunk_generator, chunk_windows, learning_rate, merge_process_updates, train_windows
+from hfssl.word2vec.model import chunk_bounds, chunk_generator, chunk_windows, learning_rate, merge_process_updates, train_chunks
 from hfssl.word2vec.update import Workspace
 from hfssl.word2vec.vocab import build_corpus, keep_probabilities, noise_distribution
 from hfssl.word2vec.windows import AliasSampler
@@ -119,55 +119,54 @@ def main(argv: list[str] | None = None) -> dict:
     model = accelerator.prepare(Word2VecModel(len(words), cfg.vector_size, seed=cfg.seed))
     net = accelerator.unwrap_model(model)
 
-    # 5. Schedule: one step = one chunk per process; the learning rate decays linearly over all steps.
+    # 5. Schedule: one step = one chunk per worker thread of each process; the learning rate decays linearly over all steps.
     bounds = chunk_bounds(corpus, cfg.chunk_words)
     world, rank = accelerator.num_processes, accelerator.process_index
-    steps_per_epoch = math.ceil(len(bounds) / world)
+    slots = world * cfg.workers  # chunks per step
+    steps_per_epoch = math.ceil(len(bounds) / slots)
     total_steps = steps_per_epoch * cfg.epochs
     progress = {"step": 0, "loss_history": [], "words_seen": 0, "train_seconds": 0.0}
     if resume_path is not None:
         progress = load_checkpoint(accelerator, resume_path)
         logger.info(f"Resumed from {resume_path} at step {progress['step']}", main_process_only=True)
     snapshots = [net.input_vectors.data.clone(), net.output_vectors.data.clone()] if world > 1 else []
-    ws = Workspace(net.input_vectors.device)
+    workspaces = [Workspace(net.input_vectors.device) for _ in range(cfg.workers)]
     sg = cfg.model == "sg"
     alpha = cfg.initial_alpha
 
-    def my_chunk(step: int) -> int | None:
-        index = (step % steps_per_epoch) * world + rank
-        return index if index < len(bounds) else None
+    def my_chunks(step: int) -> list[int]:
+        first = (step % steps_per_epoch) * slots + rank * cfg.workers
+        return [index for index in range(first, first + cfg.workers) if index < len(bounds)]
 
-    def windows_for(step: int):
-        index = my_chunk(step)
-        if index is None:
-            return []
-        return chunk_windows(corpus, bounds[index], window=cfg.window, negative=cfg.negative, keep_prob=keep_prob, noise=noise,
-                             pad_id=net.pad_id, rng=chunk_generator(cfg.seed, step // steps_per_epoch, index),
-                             max_windows=cfg.batch_windows)
+    def windows_for(step: int):  # one list of batches per worker thread
+        return [chunk_windows(corpus, bounds[index], window=cfg.window, negative=cfg.negative, keep_prob=keep_prob, noise=noise,
+                              pad_id=net.pad_id, rng=chunk_generator(cfg.seed, step // steps_per_epoch, index),
+                              max_windows=cfg.batch_windows, sg=sg) for index in my_chunks(step)]
 
     # --hub_push_checkpoints: every checkpoint is uploaded from a background thread; training never waits for it.
     pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
               if cfg.hub_push_checkpoints and accelerator.is_main_process else None)
 
-    # 6. Loop. Windows for the next chunk are built in a helper thread while this one trains (numpy and torch
-    # both release the GIL), which keeps a second core busy without torch thread contention.
+    # 6. Loop. Windows for the next step are built in a helper thread while --workers threads train this step's
+    # chunks (numpy and torch both release the GIL), which keeps the cores busy without torch thread contention.
     results: dict = {}
     bar = tqdm(total=total_steps, initial=progress["step"], disable=not accelerator.is_local_main_process, desc="word2vec")
     pool = ThreadPoolExecutor(max_workers=1)
+    trainers = ThreadPoolExecutor(max_workers=cfg.workers) if cfg.workers > 1 else None
     pending = pool.submit(windows_for, progress["step"]) if progress["step"] < total_steps else None
     # The loss summed since the last log line is checkpointed too, so a resumed run logs the same curve.
     window_loss, window_terms = progress.get("window_loss", 0.0), progress.get("window_terms", 0)
     start_time = time.perf_counter() - progress["train_seconds"]
     for step in range(progress["step"], total_steps):
-        batches = pending.result()
+        chunks = pending.result()
         pending = pool.submit(windows_for, step + 1) if step + 1 < total_steps else None
         lr = learning_rate(alpha, cfg.min_alpha, step / total_steps)
-        loss, terms = train_windows(net, batches, sg=sg, lr=lr, ws=ws)
+        loss, terms = train_chunks(net, chunks, sg=sg, lr=lr, workspaces=workspaces, pool=trainers)
         if world > 1:
             merge_process_updates(net, snapshots, lambda t: accelerator.reduce(t, "sum"))
         # Words trained on by all processes in this step (in-vocabulary words, before subsampling).
-        first = (step % steps_per_epoch) * world
-        progress["words_seen"] += sum(hi - lo for lo, hi in bounds[first : first + world])
+        first = (step % steps_per_epoch) * slots
+        progress["words_seen"] += sum(hi - lo for lo, hi in bounds[first : first + slots])
         stats = accelerator.reduce(torch.tensor([loss or 0.0, float(terms)], device=net.input_vectors.device), "sum")
         window_loss, window_terms = window_loss + float(stats[0]), window_terms + int(stats[1])
         if not math.isfinite(float(stats[0])):
@@ -198,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
             if pusher is not None:
                 pusher.push(saved, step=done)
     pool.shutdown()
+    if trainers is not None:
+        trainers.shutdown()
     bar.close()
     train_seconds = time.perf_counter() - start_time
 
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
             "model_name": cfg.hub_model_id or output_dir.name, "repo_id": cfg.hub_model_id or str(output_dir),
             "datasets": [cfg.dataset_name or train_file], "dataset_config": cfg.dataset_config_name,
             "hyperparameters": {k: getattr(cfg, k) for k in ("model", "vector_size", "window", "min_count", "max_vocab_size", "sample",
-                                                             "negative", "ns_exponent", "epochs", "min_alpha", "chunk_words", "batch_windows")}
+                                                             "negative", "ns_exponent", "epochs", "min_alpha", "chunk_words", "batch_windows", "workers")}
             | {"alpha": alpha},
             "compute": {"device": str(net.input_vectors.device), "num_processes": world, "wall_time_s": round(train_seconds, 1),
                         "words_seen": progress["words_seen"]},

@@ -72,6 +72,24 @@ def test_loss_falls_and_related_words_are_neighbours(full_run):
     assert "WordVectors.from_pretrained" in card and "library_name: hfssl" in card
 
 
+def test_cbow_with_two_worker_threads_learns_the_groups(corpus, tmp_path):
+    """CBOW trained by two Hogwild worker threads: the loss falls and related words become neighbours."""
+    out = tmp_path / "cbow"
+    run_recipe("word2vec.py", "--train_file", str(corpus), "--output_dir", str(out), "--model", "cbow", "--workers", "2",
+               "--save_word2vec_format", "none", *COMMON)
+    progress = json.loads(next((out / "checkpoints").glob("step_*/hfssl_progress.json")).read_text())
+    history = [loss for _, loss in progress["loss_history"]]
+    assert history[-1] < 0.8 * history[0]
+    results = json.loads((out / "all_results.json").read_text())
+    # Every chunk was trained exactly once per epoch by one of the workers (all words are in the vocabulary).
+    assert results["words_seen"] == results["corpus_words"] * 4
+    wv = WordVectors.from_pretrained(out)
+    for group in GROUPS.values():
+        for word in group:
+            nearest = [w for w, _ in wv.most_similar(word, topn=4)]
+            assert set(nearest) <= set(group), (word, nearest)
+
+
 def test_exports_are_read_by_gensim(full_run):
     from gensim.models import KeyedVectors
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hfssl.word2vec.loss import NegativeSamplingLoss
-from hfssl.word2vec.update import WindowBatch, Workspace, cbow_update, skipgram_update
+from hfssl.word2vec.update import CbowBatch, WindowBatch, Workspace, cbow_update, rows_sorted, skipgram_update
 
 
 def _tables(vocab: int, dim: int, seed: int):
@@ -86,7 +86,10 @@ def test_update_equals_autograd_sgd_step(cbow):
 
     got_in, got_out = w_in.clone(), w_out.clone()
     step = cbow_update if cbow else skipgram_update
-    batch = WindowBatch.build(centers, contexts, negatives, pad, torch.float64)
+    if cbow:
+        batch = CbowBatch.from_padded(centers.numpy(), contexts.numpy(), negatives.numpy(), pad, torch.float64)
+    else:
+        batch = WindowBatch.build(centers, contexts, negatives, pad, torch.float64)
     got_loss, terms = step(got_in, got_out, batch, lr, Workspace(dtype=torch.float64), pad)
 
     assert torch.allclose(got_in, expected_in, atol=1e-10)

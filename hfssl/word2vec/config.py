@@ -34,6 +34,7 @@ class Word2VecConfig(RunConfig):
     min_alpha: float = field(default=1e-4, metadata={"help": "Final learning rate; it decays linearly."})
     chunk_words: int = field(default=20000, metadata={"help": "Words per chunk: one optimizer step per process, the unit of resuming and logging."})
     batch_windows: int = field(default=1024, metadata={"help": "Windows per SGD update (larger is faster, too large diverges)."})
+    workers: int = field(default=1, metadata={"help": "Training threads per process, each on its own chunk, all updating the same tables without locks (Hogwild, like gensim's workers). Use one per core (e.g. 2 on 2 cores); more than 1 is faster but not bit-reproducible."})
     num_threads: int = field(default=1, metadata={"help": "torch intra-op threads per process (0: torch's default). One thread plus a window-building thread is fastest on a busy 2-core CPU; scale with processes."})
     # evaluation
     analogy_file: str | None = field(default="auto", metadata={"help": "questions-words file; 'auto' uses gensim's copy if installed, 'none' disables."})
@@ -45,7 +46,7 @@ class Word2VecConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         positive = {"vector_size": self.vector_size, "window": self.window, "min_count": self.min_count, "negative": self.negative,
-                    "epochs": self.epochs, "chunk_words": self.chunk_words, "batch_windows": self.batch_windows, "eval_every_epochs": self.eval_every_epochs}
+                    "epochs": self.epochs, "workers": self.workers, "chunk_words": self.chunk_words, "batch_windows": self.batch_windows, "eval_every_epochs": self.eval_every_epochs}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"--{name} must be >= 1, got {value}.")

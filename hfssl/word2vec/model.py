@@ -7,11 +7,14 @@ across processes and save it (safetensors) in checkpoints; it is trained with th
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from torch import nn
 
-from .update import WindowBatch, Workspace, cbow_update, skipgram_update
+from .update import CbowBatch, WindowBatch, Workspace, cbow_update, skipgram_update
 from .vocab import EncodedCorpus, keep_probabilities, noise_distribution
 from .windows import AliasSampler, build_windows, sentence_index
 
@@ -65,16 +68,33 @@ def chunk_generator(seed: int, epoch: int, chunk: int) -> np.random.Generator:
 
 
 def chunk_windows(corpus: EncodedCorpus, bounds: tuple[int, int], *, window: int, negative: int, keep_prob: np.ndarray,
-                  noise: AliasSampler, pad_id: int, rng: np.random.Generator, max_windows: int = 1024) -> list[WindowBatch]:
+                  noise: AliasSampler, pad_id: int, rng: np.random.Generator, max_windows: int = 1024,
+                  sg: bool = True) -> list[WindowBatch] | list[CbowBatch]:
     """The SGD batches of ``corpus.ids[lo:hi]``: windows with negatives and masks, as CPU tensors of at most
-    ``max_windows`` windows. Pure numpy/torch without the model, so it runs in a helper thread while the
-    previous chunk trains.
+    ``max_windows`` windows (:class:`WindowBatch` for skip-gram, :class:`CbowBatch` for CBOW). Pure
+    numpy/torch without the model, so it runs in a helper thread while the previous chunk trains.
 
     ``max_windows`` bounds how many updates of one frequent word are summed in a step: 1024 is stable at
     word2vec's learning rates; 4096 diverged (NaN) on the KJV corpus in skip-gram."""
     lo, hi = bounds
     groups = build_windows(corpus.ids[lo:hi], sentence_index(corpus.starts, lo, hi), keep_prob=keep_prob, window=window,
                            negative=negative, noise=noise, pad_id=pad_id, rng=rng)
+    if not groups:
+        return []
+    if not sg:
+        # CBOW needs no padding: flatten every window's real context words, then cut into batches.
+        valid = [g.contexts != pad_id for g in groups]
+        centers = np.concatenate([g.centers for g in groups])
+        negatives = np.concatenate([g.negatives for g in groups])
+        lengths = np.concatenate([v.sum(1) for v in valid])
+        contexts = np.concatenate([g.contexts[v] for g, v in zip(groups, valid)])
+        ends = np.cumsum(lengths)
+        batches = []
+        for start in range(0, len(centers), max_windows):
+            stop = min(start + max_windows, len(centers))
+            lo_slot, hi_slot = (ends[start - 1] if start else 0), ends[stop - 1]
+            batches.append(CbowBatch.build(centers[start:stop], contexts[lo_slot:hi_slot], lengths[start:stop], negatives[start:stop]))
+        return batches
     batches = []
     for group in groups:
         centers, contexts, negatives = (torch.from_numpy(a) for a in (group.centers, group.contexts, group.negatives))
@@ -123,36 +143,56 @@ def merge_process_updates(model: Word2VecModel, snapshots: list[torch.Tensor], r
         snapshot.copy_(table)
 
 
+def train_chunks(model: Word2VecModel, chunks: list[list], *, sg: bool, lr: float, workspaces: list[Workspace],
+                 pool: ThreadPoolExecutor | None = None) -> tuple[float | None, int]:
+    """Train several chunks' batches (from :func:`chunk_windows`) at once, one thread per chunk, all writing the
+    same tables without locks: Hogwild! (Recht et al. 2011, arXiv:1106.5730), the scheme word2vec C and
+    gensim's ``workers`` use. Each step only touches a few rows, so colliding writes are rare and cost little;
+    the price is that with more than one chunk the result depends on thread timing (not bit-reproducible).
+    torch ops release the GIL, so the threads use separate cores. Returns summed (loss or None, terms).
+    """
+    if pool is None or len(chunks) <= 1:
+        results = [train_windows(model, c, sg=sg, lr=lr, ws=ws) for c, ws in zip(chunks, workspaces)]
+    else:
+        futures = [pool.submit(train_windows, model, c, sg=sg, lr=lr, ws=ws) for c, ws in zip(chunks, workspaces)]
+        results = [f.result() for f in futures]
+    losses = [loss for loss, _ in results if loss is not None]
+    return (sum(losses) if losses else None), sum(terms for _, terms in results)
+
+
 def train_in_process(model: Word2VecModel, corpus: EncodedCorpus, counts: np.ndarray, *, sg: bool = True, window: int = 5,
                      negative: int = 5, sample: float = 1e-3, ns_exponent: float = 0.75, epochs: int = 5,
                      alpha: float | None = None, min_alpha: float = 1e-4, chunk_words: int = 20000,
-                     batch_windows: int = 1024, seed: int = 0) -> list[float]:
+                     batch_windows: int = 1024, workers: int = 1, seed: int = 0) -> list[float]:
     """Single-process training with the recipe's schedule, for benchmarks and tests (the recipe adds
     Accelerate, checkpoints and multi-process merging around the same steps). Returns the mean loss per epoch.
-    One thread trains while a helper thread builds the next chunk's windows; the result is deterministic.
+    A helper thread builds the next step's windows while ``workers`` threads train this step's chunks
+    (:func:`train_chunks`); with ``workers=1`` the result is deterministic.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     alpha = alpha if alpha is not None else (0.025 if sg else 0.05)
     keep_prob = keep_probabilities(counts, sample)
     noise = AliasSampler(noise_distribution(counts, ns_exponent))
     bounds = chunk_bounds(corpus, chunk_words)
-    jobs = [(epoch, i) for epoch in range(epochs) for i in range(len(bounds))]
-    ws = Workspace(model.input_vectors.device)
+    steps_per_epoch = math.ceil(len(bounds) / workers)
+    # Step s of an epoch trains chunks s*workers ... s*workers + workers - 1, as the recipe with one process.
+    steps = [[(epoch, i) for i in range(s * workers, min((s + 1) * workers, len(bounds)))]
+             for epoch in range(epochs) for s in range(steps_per_epoch)]
+    workspaces = [Workspace(model.input_vectors.device) for _ in range(workers)]
 
-    def windows(job):
-        epoch, i = job
-        return chunk_windows(corpus, bounds[i], window=window, negative=negative, keep_prob=keep_prob, noise=noise,
-                             pad_id=model.pad_id, rng=chunk_generator(seed, epoch, i), max_windows=batch_windows)
+    def windows(step):
+        return [chunk_windows(corpus, bounds[i], window=window, negative=negative, keep_prob=keep_prob, noise=noise,
+                              pad_id=model.pad_id, rng=chunk_generator(seed, epoch, i), max_windows=batch_windows, sg=sg)
+                for epoch, i in step]
 
     epoch_loss = [[0.0, 0] for _ in range(epochs)]
-    with ThreadPoolExecutor(max_workers=1) as pool:  # build the next chunk's windows while this one trains
-        pending = pool.submit(windows, jobs[0]) if jobs else None
-        for step, job in enumerate(jobs):
-            groups = pending.result()
-            if step + 1 < len(jobs):
-                pending = pool.submit(windows, jobs[step + 1])
-            loss, terms = train_windows(model, groups, sg=sg, lr=learning_rate(alpha, min_alpha, step / len(jobs)), ws=ws)
-            epoch_loss[job[0]][0] += loss or 0.0
-            epoch_loss[job[0]][1] += terms
+    with ThreadPoolExecutor(max_workers=1) as builder, ThreadPoolExecutor(max_workers=workers) as trainers:
+        pending = builder.submit(windows, steps[0]) if steps else None
+        for k, step in enumerate(steps):
+            chunks = pending.result()
+            if k + 1 < len(steps):
+                pending = builder.submit(windows, steps[k + 1])
+            loss, terms = train_chunks(model, chunks, sg=sg, lr=learning_rate(alpha, min_alpha, k / len(steps)),
+                                       workspaces=workspaces, pool=trainers)
+            epoch_loss[step[0][0]][0] += loss or 0.0
+            epoch_loss[step[0][0]][1] += terms
     return [total / max(n, 1) for total, n in epoch_loss]
