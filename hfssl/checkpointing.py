@@ -10,6 +10,7 @@ state with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ logger = get_logger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 PROGRESS_FILE = "hfssl_progress.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_TRAINER_DIR = re.compile(r"^checkpoint-(\d+)$")
 
 
 class OutputDirError(ValueError):
@@ -81,6 +83,79 @@ def resolve_resume_path(resume_from_checkpoint: str | None, output_dir: str | Pa
             f"{Path(output_dir) / CHECKPOINTS_DIR}, or 'latest'."
         )
     return path
+
+
+def trainer_checkpoint_gaps(path: str | Path) -> list[str]:
+    """What a ``transformers.Trainer`` ``checkpoint-N`` folder lacks to resume exactly; empty when complete.
+
+    The Trainer writes ``checkpoint-N`` in place: weights, then optimizer, scheduler and RNG state, then
+    ``trainer_state.json`` last. A run killed part-way leaves a folder that ``get_last_checkpoint`` still picks
+    (it only looks at the name), and a checkpoint without ``optimizer.pt`` is silently resumed with a fresh
+    optimizer. A checkpoint is complete here when its ``trainer_state.json`` parses and names step N, and the
+    weights, optimizer, scheduler and RNG files are all present.
+    """
+    path = Path(path)
+    gaps = []
+    state_file = path / "trainer_state.json"
+    match = _TRAINER_DIR.match(path.name)
+    try:
+        step = json.loads(state_file.read_text(encoding="utf-8")).get("global_step")
+        if match and step != int(match.group(1)):
+            gaps.append(f"trainer_state.json says step {step}")
+    except (OSError, ValueError):
+        gaps.append("trainer_state.json" if not state_file.exists() else "a readable trainer_state.json")
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (ValueError, KeyError):
+            shards = {"a readable model.safetensors.index.json"}
+        gaps += sorted(s for s in shards if not (path / s).is_file())
+    elif not (path / "model.safetensors").is_file():
+        gaps.append("model.safetensors")
+    gaps += [name for name in ("optimizer.pt", "scheduler.pt") if not (path / name).is_file()]
+    if not list(path.glob("rng_state*.pth")):
+        gaps.append("rng_state.pth")
+    return gaps
+
+
+def latest_trainer_checkpoint(checkpoints_dir: str | Path) -> tuple[Path | None, dict[Path, list[str]]]:
+    """The newest complete Trainer ``checkpoint-N`` under ``checkpoints_dir`` (None if there is none), and the
+    newer, incomplete ones it skipped with what each lacks (see :func:`trainer_checkpoint_gaps`)."""
+    root = Path(checkpoints_dir)
+    found = sorted(((int(m.group(1)), child) for child in (root.iterdir() if root.is_dir() else [])
+                    if child.is_dir() and (m := _TRAINER_DIR.match(child.name))), reverse=True)
+    skipped: dict[Path, list[str]] = {}
+    for _, path in found:
+        gaps = trainer_checkpoint_gaps(path)
+        if not gaps:
+            return path, skipped
+        skipped[path] = gaps
+    return None, skipped
+
+
+def resolve_trainer_resume(resume_from_checkpoint: str | None, checkpoints_dir: str | Path) -> str | None:
+    """Turn ``--resume_from_checkpoint`` (a folder or ``latest``) into what ``Trainer.train`` takes.
+
+    ``latest`` is the newest complete ``checkpoint-N`` (None, a fresh start, when there is none yet); incomplete
+    newer ones are named in a warning and left for the Trainer to overwrite when it reaches that step again. An
+    explicit folder must be complete, or the run stops here instead of resuming without its optimizer state.
+    """
+    if not resume_from_checkpoint:
+        return None
+    if resume_from_checkpoint == "latest":
+        path, skipped = latest_trainer_checkpoint(checkpoints_dir)
+        for bad, gaps in skipped.items():
+            # stdlib logging: this runs before or without an Accelerator (Trainer recipes), on every process.
+            logging.getLogger(__name__).warning(
+                f"Skipping incomplete checkpoint {bad} (missing {', '.join(gaps)}): the run that wrote it was "
+                f"interrupted. Resuming from {path or 'the start'}.")
+        return str(path) if path else None
+    gaps = trainer_checkpoint_gaps(resume_from_checkpoint)
+    if gaps:
+        raise OutputDirError(f"{resume_from_checkpoint} is not a complete Trainer checkpoint (missing {', '.join(gaps)}). "
+                             f"Pass another checkpoint-N folder under {checkpoints_dir}, or 'latest'.")
+    return str(resume_from_checkpoint)
 
 
 def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, step: int, progress: dict[str, Any], keep: int) -> Path:

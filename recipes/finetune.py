@@ -23,18 +23,18 @@ from pathlib import Path
 
 from accelerate import PartialState
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from hfssl.checkpointing import prepare_output_dir
+from hfssl.checkpointing import NonFiniteLossError, OutputDirError, prepare_output_dir, resolve_trainer_resume
 from hfssl.config import ConfigError, parse_config, save_config
 from hfssl.data.text import DataError
 from hfssl.finetune.config import FinetuneConfig
-from hfssl.finetune.data import (check_columns, encode_splits, glue_task, load_glue_splits, load_local_splits,
+from hfssl.finetune.data import (check_columns, check_texts, encode_splits, glue_task, load_glue_splits, load_local_splits,
                                  local_task_for, resolve_labels, select_splits)
 from hfssl.finetune.fortunes import build_fortunes_task
 from hfssl.finetune.metrics import classification_metrics, logits_to_predictions, regression_metrics
+from hfssl.finetune.non_finite import StopOnNonFiniteLoss
 from hfssl.finetune.pretrained import (CheckpointError, check_checkpoint, load_classifier, load_tokenizer,
                                        max_input_length)
 from hfssl.finetune.submission import STSB_RANGE, format_predictions, write_submission
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             task_description = "fortune topic classification (offline default task)"
     raw = select_splits(raw, task, max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples,
                         max_predict_samples=cfg.max_predict_samples, do_predict=cfg.do_predict)
+    check_texts(raw, task, source)  # an empty text cell fails here, not while tokenizing after the model loaded
 
     # ---- 3. Model: the pretrained encoder plus a fresh classification (or regression) head ---------------------
     set_seed(cfg.seed)  # the head is initialised here, before Trainer seeds anything
@@ -112,14 +113,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=([EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else [])
+        # A NaN/inf loss stops the run before anything from it is saved (the Trainer would log nan and go on).
+        callbacks=[StopOnNonFiniteLoss()]
+        + ([EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else [])
         + ([PushCheckpointsCallback(pusher)] if pusher is not None else []),
     )
 
     # ---- 6. Train (resuming if asked), then evaluate the best model ---------------------------------------------
-    resume = cfg.resume_from_checkpoint
-    if resume == "latest":  # the newest checkpoint-N under output_dir/checkpoints; none saved yet: start fresh
-        resume = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    # 'latest': the newest COMPLETE checkpoint-N under output_dir/checkpoints (the Trainer writes them in place, so
+    # a killed run can leave a newer half-written one); none saved yet: start fresh.
+    resume = resolve_trainer_resume(cfg.resume_from_checkpoint, args.output_dir)
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(cfg.output_dir)  # the best model (load_best_model_at_end) + tokenizer, as safetensors
     all_results = {k if k.startswith("train") else f"train_{k}": v for k, v in train_result.metrics.items()}
@@ -190,5 +193,5 @@ def scores_only(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DataError, CheckpointError, HubError) as err:  # bad input: print the message with its fix, no trace
+    except (ConfigError, DataError, CheckpointError, OutputDirError, NonFiniteLossError, HubError) as err:  # bad input: print the message with its fix, no trace
         sys.exit(f"error: {err}")

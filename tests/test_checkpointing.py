@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from accelerate import Accelerator
@@ -62,3 +64,44 @@ def test_resume_path_errors(tmp_path):
     assert resolve_resume_path("latest", tmp_path) is None  # nothing yet: start fresh
     with pytest.raises(OutputDirError, match="not a complete hfssl checkpoint"):
         resolve_resume_path(str(tmp_path), tmp_path)
+
+
+def test_latest_trainer_checkpoint_skips_incomplete_ones(tmp_path):
+    from hfssl.checkpointing import latest_trainer_checkpoint, resolve_trainer_resume
+
+    def checkpoint(step, drop=(), state_step=None):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        files = {"model.safetensors": "w", "optimizer.pt": "o", "scheduler.pt": "s", "rng_state.pth": "r",
+                 "trainer_state.json": json.dumps({"global_step": step if state_step is None else state_step})}
+        for name, text in files.items():
+            if name not in drop:
+                (folder / name).write_text(text)
+        return folder
+
+    assert latest_trainer_checkpoint(tmp_path / "none") == (None, {})
+    good = checkpoint(10)
+    no_optimizer = checkpoint(20, drop=["optimizer.pt"])  # Trainer would resume it with a fresh optimizer
+    half = checkpoint(30, drop=["trainer_state.json", "rng_state.pth"])  # killed before the last files
+    stale = checkpoint(40, state_step=35)  # trainer_state.json of another step
+    (tmp_path / "checkpoint-50").write_text("not a folder")
+    (tmp_path / "checkpoint-60").mkdir()
+    (tmp_path / "checkpoint-60" / "trainer_state.json").write_text('{"global_st')  # cut off mid-write
+    path, skipped = latest_trainer_checkpoint(tmp_path)
+    assert path == good
+    assert skipped[no_optimizer] == ["optimizer.pt"]
+    assert skipped[half] == ["trainer_state.json", "rng_state.pth"]
+    assert skipped[stale] == ["trainer_state.json says step 35"]
+    assert skipped[tmp_path / "checkpoint-60"][0] == "a readable trainer_state.json"
+    assert list(skipped) == [tmp_path / f"checkpoint-{n}" for n in (60, 40, 30, 20)]
+    assert resolve_trainer_resume("latest", tmp_path) == str(good)
+    assert resolve_trainer_resume(None, tmp_path) is None
+    with pytest.raises(OutputDirError, match=r"not a complete Trainer checkpoint \(missing optimizer.pt\)"):
+        resolve_trainer_resume(str(no_optimizer), tmp_path)
+    sharded = checkpoint(70, drop=["model.safetensors"])
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors",
+                                                                                     "b": "model-2.safetensors"}}))
+    (sharded / "model-1.safetensors").write_text("w")
+    assert latest_trainer_checkpoint(tmp_path)[1][sharded] == ["model-2.safetensors"]
+    (sharded / "model-2.safetensors").write_text("w")
+    assert latest_trainer_checkpoint(tmp_path)[0] == sharded

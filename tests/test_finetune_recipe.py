@@ -133,7 +133,7 @@ def test_local_csv_with_string_labels_and_exact_resume(tiny_bert, tmp_path, offl
     resumed = load_file(out / "checkpoints" / "checkpoint-8" / "model.safetensors")
     assert uninterrupted.keys() == resumed.keys()
     for name, tensor in uninterrupted.items():
-        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)  # bit-equal
 
 
 def hub_shaped(task: str) -> DatasetDict:

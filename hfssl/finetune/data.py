@@ -231,6 +231,21 @@ def local_task_for(raw: DatasetDict, sentence1_key: str | None, sentence2_key: s
     return local_task(s1, s2, label_column, labels.is_regression, labels.num_labels, "test" in raw), labels
 
 
+def check_texts(raw: DatasetDict, task: TaskSpec, source: str) -> None:
+    """Raise :class:`DataError` naming the first row whose text column is empty (missing or only whitespace).
+
+    Called before the model is loaded: tokenizing would otherwise fail (None) or train on an empty input.
+    """
+    for split, dataset in raw.items():
+        for column in filter(None, (task.sentence1_key, task.sentence2_key)):
+            if column not in dataset.column_names:
+                continue
+            for row, text in enumerate(dataset[column]):
+                if text is None or not str(text).strip():
+                    raise DataError(f"{source}, split '{split}', row {row + 1}: the text column '{column}' is empty. "
+                                    f"Fill or drop rows without text.")
+
+
 def select_splits(raw: DatasetDict, task: TaskSpec, *, max_train_samples: int | None, max_eval_samples: int | None,
                   max_predict_samples: int | None, do_predict: bool) -> DatasetDict:
     """The splits the run uses (train, the task's evaluation splits, test if predicting), each cut to its limit."""
@@ -248,6 +263,6 @@ def select_splits(raw: DatasetDict, task: TaskSpec, *, max_train_samples: int | 
 
 
 __all__ = [
-    "LOCAL_BUILDERS", "Labels", "check_columns", "encode_splits", "glue_task", "load_glue_splits", "load_local_splits",
+    "LOCAL_BUILDERS", "Labels", "check_columns", "check_texts", "encode_splits", "glue_task", "load_glue_splits", "load_local_splits",
     "local_task_for", "resolve_labels", "resolve_text_columns", "select_splits",
 ]
