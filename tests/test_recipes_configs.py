@@ -17,6 +17,7 @@ CONFIG_CLASSES = {
     "word2vec": ("hfssl.word2vec.config", "Word2VecConfig"),
     "contrastive": ("hfssl.contrastive.config", "ContrastiveConfig"),
     "finetune": ("hfssl.finetune.config", "FinetuneConfig"),
+    "mae": ("hfssl.mae.config", "MAEConfig"),
 }
 
 
@@ -50,6 +51,12 @@ def test_offline_yaml_is_exactly_the_defaults(recipe):
     defaults = cls()
     for key, value in load_yaml(ROOT / "recipes" / "configs" / recipe / "offline.yaml").items():
         assert getattr(defaults, key) == value, f"offline.yaml {key}={value} but the dataclass default is {getattr(defaults, key)}"
+
+
+def test_mae_digits_yaml_is_exactly_the_defaults():
+    defaults = _config_class("mae")()
+    for key, value in load_yaml(ROOT / "recipes" / "configs" / "mae" / "digits.yaml").items():
+        assert getattr(defaults, key) == value, f"digits.yaml {key}={value} but the dataclass default is {getattr(defaults, key)}"
 
 
 def test_every_recipe_with_configs_is_covered():

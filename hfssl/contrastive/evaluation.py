@@ -69,3 +69,15 @@ def linear_probe_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor,
     clf.fit(scaler.transform(train_feats.numpy()), train_labels.numpy())
     pred = clf.predict(scaler.transform(val_feats.numpy()))
     return float(np.mean(pred == val_labels.numpy()))
+
+
+def evaluate_frozen(encoder: torch.nn.Module, loaders: dict[str, DataLoader], device: torch.device, *,
+                    max_samples: int | None, k: int, temperature: float, linear_probe: bool, seed: int = 0,
+                    autocast=None) -> dict[str, float]:
+    """kNN (and linear-probe) accuracy: ``loaders["train"]`` is the memory bank, ``loaders["validation"]`` the queries."""
+    bank = extract_features(encoder, loaders["train"], device, max_samples, autocast)
+    query = extract_features(encoder, loaders["validation"], device, max_samples, autocast)
+    results = {"knn_accuracy": knn_accuracy(*bank, *query, k=k, temperature=temperature)}
+    if linear_probe:
+        results["linear_probe_accuracy"] = linear_probe_accuracy(*bank, *query, seed=seed)
+    return results

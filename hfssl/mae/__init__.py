@@ -1,0 +1,1 @@
+"""Masked image modelling (MAE) on transformers' ``ViTMAEForPreTraining``: config, model and encoder export."""

@@ -1,0 +1,110 @@
+"""``MAEConfig``: every flag of ``recipes/mae.py``, its default and its checks.
+
+The defaults are the offline default run (``recipes/configs/mae/digits.yaml``): scikit-learn's digits upscaled to
+32 px, a tiny ViT (4-px patches, 64 tokens) that trains on two CPU cores in minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import ConfigError, RunConfig
+
+
+def _f(default, help: str, **extra):  # noqa: A002 - "help" mirrors argparse
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+@dataclasses.dataclass
+class MAEConfig(RunConfig):
+    output_dir: str = _f("outputs/mae", "Where checkpoints and the final encoder go.")
+    mixed_precision: str = _f("bf16", "bf16 (default; fast on GPUs and CPUs with AVX512-BF16), fp16 (GPU) or no.",
+                              choices=["no", "bf16", "fp16"])
+    # data
+    dataset_name: str | None = _f(None, "Hub dataset with an image column (e.g. cifar10). Neither this nor "
+                                        "--train_dir: scikit-learn's bundled digits (offline).")
+    dataset_config_name: str | None = _f(None, "Configuration of --dataset_name.")
+    train_dir: str | None = _f(None, "Folder of training images; class subfolders become labels for evaluation.")
+    validation_dir: str | None = _f(None, "Folder of labelled validation images for kNN / linear-probe evaluation.")
+    image_column: str | None = _f(None, "Column holding the images (default: image/img or the image-typed column).")
+    label_column: str | None = _f(None, "Column holding class labels, used only for evaluation (default: label).")
+    streaming: bool = _f(False, "Stream the dataset instead of downloading it (needs --max_steps).")
+    validation_split_percentage: int = _f(10, "Percent of train held out for evaluation when there is no "
+                                              "validation split.")
+    max_train_samples: int | None = _f(None, "Use only the first N training images (quick runs).")
+    max_eval_samples: int = _f(10000, "Images used as kNN memory bank / probe training set, and as queries.")
+    dataloader_num_workers: int = _f(0, "Worker processes decoding images.")
+    image_size: int = _f(32, "Side of the square training images in pixels (the paper: 224).")
+    # augmentation (the paper: random resized crop, scale 0.2-1, and horizontal flip; nothing else)
+    crop_min_scale: float = _f(0.2, "Smallest crop area as a fraction of the image (random resized crop).")
+    hflip_prob: float = _f(0.0, "Probability of a horizontal flip (paper 0.5; 0 suits the offline digits, which are "
+                                "not mirror-symmetric).")
+    # model
+    config_name: str | None = _f(None, "A vit_mae config (folder, file or Hub id) to build from scratch instead of "
+                                       "the size flags below.")
+    model_name_or_path: str | None = _f(None, "Continue pretraining a ViTMAEForPreTraining (folder or Hub id, e.g. "
+                                              "facebook/vit-mae-base).")
+    patch_size: int = _f(4, "Patch side in pixels (paper 16 at 224 px; 4 at 32 px keeps 64 tokens).")
+    hidden_size: int = _f(192, "Encoder width (ViT-Tiny: 192, ViT-Base: 768).")
+    num_hidden_layers: int = _f(6, "Encoder depth (ViT-Base: 12).")
+    num_attention_heads: int = _f(3, "Encoder attention heads (ViT-Tiny: 3, ViT-Base: 12).")
+    intermediate_size: int = _f(768, "Encoder MLP width (4 x hidden).")
+    decoder_hidden_size: int = _f(128, "Decoder width (paper 512).")
+    decoder_num_hidden_layers: int = _f(2, "Decoder depth (paper 8; the paper's table 1a: 1 block already works).")
+    decoder_num_attention_heads: int = _f(4, "Decoder attention heads (paper 16).")
+    decoder_intermediate_size: int = _f(512, "Decoder MLP width (4 x decoder hidden).")
+    mask_ratio: float = _f(0.75, "Fraction of patches hidden from the encoder (paper 0.75).")
+    norm_pix_loss: bool = _f(True, "Reconstruct per-patch normalized pixels (the paper's better target).")
+    # optimization (the paper's pretraining recipe: AdamW, betas (0.9, 0.95), wd 0.05, warmup then cosine)
+    per_device_train_batch_size: int = _f(128, "Images per process per step.")
+    per_device_eval_batch_size: int = _f(256, "Images per batch when extracting features for evaluation.")
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
+    num_train_epochs: float = _f(100, "Passes over the training data (ignored when --max_steps > 0).")
+    max_steps: int = _f(0, "Optimizer steps to train for; overrides --num_train_epochs when > 0.")
+    learning_rate: float = _f(1.5e-3, "Peak learning rate after warmup, then cosine decay to 0 (paper: 1.5e-4 x "
+                                      "batch / 256; small models and runs like more).")
+    weight_decay: float = _f(0.05, "AdamW weight decay of weight matrices (not of biases, norms, tokens).")
+    adam_beta2: float = _f(0.95, "AdamW beta2 (paper 0.95).")
+    warmup_steps: float = _f(0.05, "Linear warmup: steps if >= 1, else a fraction of the total steps.")
+    max_grad_norm: float = _f(0.0, "Clip gradients to this norm (0: no clipping).")
+    # evaluation
+    eval_steps: int = _f(0, "kNN accuracy of the encoder every N optimizer steps (0: only at the end).")
+    knn_k: int = _f(20, "Neighbours in the kNN classifier.")
+    knn_temperature: float = _f(0.07, "Temperature of the kNN vote weights.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dataset_name and self.train_dir:
+            raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+        if self.validation_dir and not self.train_dir:
+            raise ConfigError("--validation_dir needs --train_dir.")
+        if self.config_name and self.model_name_or_path:
+            raise ConfigError("--config_name builds from scratch and --model_name_or_path loads weights; pass one.")
+        if self.streaming and self.max_steps <= 0:
+            raise ConfigError("--streaming datasets have no length: pass --max_steps N.")
+        for name in ("image_size", "patch_size", "per_device_train_batch_size", "per_device_eval_batch_size",
+                     "gradient_accumulation_steps", "knn_k", "hidden_size", "num_hidden_layers",
+                     "num_attention_heads", "intermediate_size", "decoder_hidden_size", "decoder_num_hidden_layers",
+                     "decoder_num_attention_heads", "decoder_intermediate_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        if not (self.config_name or self.model_name_or_path):  # the size flags build the model
+            if self.image_size % self.patch_size:
+                raise ConfigError(f"--image_size {self.image_size} must be a multiple of --patch_size {self.patch_size}.")
+            if self.hidden_size % self.num_attention_heads or self.decoder_hidden_size % self.decoder_num_attention_heads:
+                raise ConfigError("--hidden_size / --decoder_hidden_size must be multiples of their attention heads.")
+        if not 0 <= self.mask_ratio < 1:
+            raise ConfigError(f"--mask_ratio must be in [0, 1) (the encoder needs at least one visible patch), got "
+                              f"{self.mask_ratio}.")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ConfigError("Set --num_train_epochs > 0 or --max_steps > 0.")
+        if not 0 < self.crop_min_scale <= 1:
+            raise ConfigError(f"--crop_min_scale must be in (0, 1], got {self.crop_min_scale}.")
+        if not 0 <= self.hflip_prob <= 1:
+            raise ConfigError(f"--hflip_prob must be in [0, 1], got {self.hflip_prob}.")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ConfigError("--learning_rate must be > 0 and --warmup_steps, --weight_decay >= 0.")
+        if not 0 <= self.adam_beta2 < 1:
+            raise ConfigError(f"--adam_beta2 must be in [0, 1), got {self.adam_beta2}.")
+        if not 0 <= self.validation_split_percentage < 100:
+            raise ConfigError("--validation_split_percentage must be in [0, 100).")
