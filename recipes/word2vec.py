@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
                   "negative": cfg.negative, "ns_exponent": cfg.ns_exponent, "epochs": cfg.epochs, "lowercase": cfg.lowercase,
                   "keep_punctuation": cfg.keep_punctuation}
         wv = WordVectors(words, net.word_vectors().cpu().numpy(), counts, tokenizer, config)
-        wv.save_pretrained(output_dir)
+        wv.save_pretrained(output_dir, sentence_transformers=cfg.save_sentence_transformers)
         if cfg.save_word2vec_format in ("text", "both"):
             wv.save_word2vec_format(output_dir / "vectors.txt", binary=False)
         if cfg.save_word2vec_format in ("binary", "both"):

@@ -70,6 +70,8 @@ def test_loss_falls_and_related_words_are_neighbours(full_run):
     assert "cat:" in proc.stdout
     card = (out / "README.md").read_text()
     assert "WordVectors.from_pretrained" in card and "library_name: hfssl" in card
+    # The folder is also a sentence-transformers model (format checked in test_word2vec_vectors.py).
+    assert (out / "modules.json").is_file() and (out / "0_StaticEmbedding" / "model.safetensors").is_file()
 
 
 def test_cbow_with_two_worker_threads_learns_the_groups(corpus, tmp_path):

@@ -38,6 +38,22 @@ def test_save_and_load_round_trip(tmp_path, wv):
     assert np.array_equal(back.encode("unknown words only"), np.zeros(8, dtype=np.float32))
 
 
+def test_folder_loads_as_a_sentence_transformers_static_embedding(tmp_path, wv, monkeypatch):
+    """SentenceTransformer loads the folder offline; a sentence's embedding is the mean of its word vectors
+    (an unknown word counts as a zero vector: same direction, scaled by known/all words)."""
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    wv.save_pretrained(tmp_path, sentence_transformers=True)
+    assert WordVectors.from_pretrained(tmp_path).words == wv.words  # still our folder too
+    model = SentenceTransformer(str(tmp_path), device="cpu")
+    known, with_unknown = model.encode(["The king, the QUEEN; Paris!", "king zebra queen"])
+    assert np.allclose(known, wv.encode("The king, the QUEEN; Paris!"), atol=1e-6)
+    assert np.allclose(known, (2 * wv["the"] + wv["king"] + wv["queen"] + wv["paris"]) / 5, atol=1e-6)
+    assert np.allclose(with_unknown, wv.encode("king zebra queen") * 2 / 3, atol=1e-6)
+
+
 @pytest.mark.parametrize("binary", [False, True])
 def test_word2vec_format_export_is_read_by_gensim_and_back(tmp_path, wv, binary):
     path = wv.save_word2vec_format(tmp_path / ("v.bin" if binary else "v.txt"), binary=binary)

@@ -42,6 +42,7 @@ class Word2VecConfig(RunConfig):
     neighbour_words: list[str] = field(default_factory=lambda: ["god", "king", "water", "love", "function", "file"], metadata={"help": "Words whose nearest neighbours are printed and saved."})
     eval_every_epochs: int = field(default=1, metadata={"help": "Run the evaluation after every N epochs (and always at the end)."})
     save_word2vec_format: str = field(default="binary", metadata={"help": "Also export vectors.txt/vectors.bin in word2vec format.", "choices": ["none", "text", "binary", "both"]})
+    save_sentence_transformers: bool = field(default=True, metadata={"help": "Also make the output folder a sentence-transformers StaticEmbedding model (modules.json + 0_StaticEmbedding/, a second copy of the vectors): SentenceTransformer(output_dir) embeds a text as the mean of its word vectors."})
 
     def __post_init__(self) -> None:
         super().__post_init__()

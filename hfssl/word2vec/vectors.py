@@ -8,6 +8,17 @@ A saved folder (what ``recipes/word2vec.py`` writes and pushes to the Hub) holds
     config.json         vector_size, vocab_size and the training hyperparameters
 
 ``WordVectors.from_pretrained(path_or_hub_id)`` reads it back. Only safetensors is used for arrays.
+
+With ``sentence_transformers=True`` the folder is also a sentence-transformers model (one ``StaticEmbedding``
+module, the mean of the word vectors of a text), loadable with ``SentenceTransformer(path_or_hub_id)``::
+
+    modules.json                          [{"path": "0_StaticEmbedding", "type": "...StaticEmbedding"}]
+    config_sentence_transformers.json     cosine similarity
+    0_StaticEmbedding/model.safetensors   "embedding.weight" [vocab + 1, dim]: the vectors, then a zero [UNK] row
+    0_StaticEmbedding/tokenizer.json      the same tokenizer as above
+
+StaticEmbedding averages over every token, and a word outside the vocabulary is an [UNK] token whose row is
+zero: the sentence vector is :meth:`WordVectors.encode` scaled by (known words / all words), same direction.
 """
 
 from __future__ import annotations
@@ -27,6 +38,9 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 TOKENIZER_NAME = "tokenizer.json"
 VOCAB_NAME = "vocab.txt"
+ST_MODULE_DIR = "0_StaticEmbedding"
+# The module path sentence-transformers 3.x-6.x all resolve (6.x re-exports it from its new location).
+ST_MODULE_TYPE = "sentence_transformers.models.StaticEmbedding"
 
 
 class WordVectors:
@@ -104,14 +118,27 @@ class WordVectors:
         return self.vectors[rows].mean(0) if rows else np.zeros(self.vector_size, dtype=np.float32)
 
     # -- save / load ----------------------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write the Hub-ready folder described in the module docstring."""
+    def save_pretrained(self, folder: str | Path, sentence_transformers: bool = False) -> Path:
+        """Write the Hub-ready folder described in the module docstring (with ``sentence_transformers``, also
+        the files that make it a sentence-transformers ``StaticEmbedding`` model; that package is not needed
+        to write them)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({"embeddings": np.ascontiguousarray(self.vectors), "counts": self.counts}, str(folder / WEIGHTS_NAME),
                   metadata={"format": "hfssl-word2vec"})
         tokenizer = word_level_tokenizer(self.tokenizer or _default_tokenizer(), self.words)
         tokenizer.save(str(folder / TOKENIZER_NAME))
+        if sentence_transformers:
+            module = folder / ST_MODULE_DIR
+            module.mkdir(exist_ok=True)
+            # One row per tokenizer id: the words (id = row), then [UNK] as a zero vector.
+            table = np.concatenate([self.vectors, np.zeros((1, self.vector_size), dtype=np.float32)])
+            save_file({"embedding.weight": table}, str(module / WEIGHTS_NAME))
+            tokenizer.save(str(module / TOKENIZER_NAME))
+            modules = [{"idx": 0, "name": "0", "path": ST_MODULE_DIR, "type": ST_MODULE_TYPE}]
+            (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
+            st_config = {"model_type": "SentenceTransformer", "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"}
+            (folder / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2) + "\n", encoding="utf-8")
         with open(folder / VOCAB_NAME, "w", encoding="utf-8") as handle:
             handle.writelines(f"{w} {int(c)}\n" for w, c in zip(self.words, self.counts))
         config = {"model_type": "hfssl-word2vec", **self.config, "vector_size": self.vector_size, "vocab_size": len(self)}
