@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments
 
-from hfssl.checkpointing import prepare_output_dir
+from hfssl.checkpointing import NonFiniteLossError, OutputDirError, prepare_output_dir, resolve_trainer_resume
 from hfssl.config import ConfigError, RunConfig, parse_config, save_config
 from hfssl.contrastive.augment import normalize, to_float
 from hfssl.contrastive.data import ImageCollator, load_image_splits
+from hfssl.data.text import DataError
+from hfssl.finetune.non_finite import StopOnNonFiniteLoss
 from hfssl.hub import CheckpointPusher, HubError, PushCheckpointsCallback, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
@@ -56,6 +58,20 @@ class ImageFinetuneConfig(RunConfig):
             raise ConfigError("Pass --model_name_or_path: the encoder folder written by recipes/contrastive.py or a Hub id.")
         if self.dataset_name and self.train_dir:
             raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}.")
+        if self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ConfigError(f"--weight_decay and --warmup_steps must be >= 0, got {self.weight_decay}, {self.warmup_steps}.")
+        if self.max_steps == 0 or self.max_steps < -1 or (self.max_steps == -1 and self.num_train_epochs <= 0):
+            raise ConfigError(f"Pass --max_steps > 0, or --max_steps -1 with --num_train_epochs > 0 (got {self.max_steps}, "
+                              f"{self.num_train_epochs}).")
+        if not 0 <= self.validation_split_percentage < 100:
+            raise ConfigError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}.")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ConfigError(f"--max_train_samples must be >= 1 (or unset for all images), got {self.max_train_samples}.")
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -106,10 +122,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               if cfg.hub_push_checkpoints and args.process_index == 0 else None)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=splits["validation"],
                       data_collator=collate, processing_class=processor,
-                      callbacks=[PushCheckpointsCallback(pusher)] if pusher is not None else None,
+                      # A NaN/inf loss stops the run before anything from it is saved.
+                      callbacks=[StopOnNonFiniteLoss()] + ([PushCheckpointsCallback(pusher)] if pusher is not None else []),
                       compute_metrics=lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())})
-    resume = cfg.resume_from_checkpoint
-    train_result = trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
+    # 'latest': the newest COMPLETE checkpoint-N (a killed run can leave a newer half-written one); none: start fresh.
+    resume = resolve_trainer_resume(cfg.resume_from_checkpoint, args.output_dir)
+    train_result = trainer.train(resume_from_checkpoint=resume)
     metrics = {**train_result.metrics, **trainer.evaluate()}
     trainer.save_model(cfg.output_dir)
     if trainer.is_world_process_zero():
@@ -140,5 +158,5 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 if __name__ == "__main__":
     try:
         main()
-    except HubError as err:  # no token, or the final push failed: say what to do, no traceback
+    except (ConfigError, DataError, OutputDirError, NonFiniteLossError, HubError) as err:  # the fix, no traceback
         sys.exit(f"error: {err}")

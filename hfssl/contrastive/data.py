@@ -56,11 +56,42 @@ def _imagefolder(train_dir: str | None, validation_dir: str | None, streaming: b
     for split, folder in (("train", train_dir), ("validation", validation_dir)):
         if folder is None:
             continue
+        flag = f"--{split if split == 'train' else 'validation'}_dir"
         if not Path(folder).is_dir():
-            raise DataError(f"--{split if split == 'train' else 'validation'}_dir {folder} is not a folder. Pass a "
-                            f"folder of images (optionally one subfolder per class).")
+            raise DataError(f"{flag} {folder} is not a folder. Pass a folder of images (optionally one subfolder per "
+                            f"class).")
+        if not any(p.suffix.lower() in _image_extensions() for p in Path(folder).rglob("*") if p.is_file()):
+            raise DataError(f"{flag} {folder} holds no image files (.jpg, .png, .webp... in it or its subfolders). "
+                            f"Pass the folder that holds the images.")
         files[split] = os.path.join(folder, "**")
     return load_dataset("imagefolder", data_files=files, streaming=streaming)
+
+
+def _image_extensions() -> set[str]:
+    """File suffixes the ``imagefolder`` builder loads (lower case, with the dot)."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    return {e.lower() for e in ImageFolder.EXTENSIONS}
+
+
+def check_decodable(dataset: Dataset, image_column: str, source: str, sample: int = 32, seed: int = 0) -> None:
+    """Raise :class:`DataError` when none of ``sample`` randomly chosen images decodes.
+
+    The collator skips a corrupt file and counts it, which is right for a few bad files among many; a dataset of
+    (almost) only unreadable files would instead train on empty batches. Checked before any model is built.
+    """
+    count = min(sample, len(dataset))
+    rows = np.random.default_rng(seed).choice(len(dataset), size=count, replace=False)
+    for row in rows:
+        try:
+            decode_image(dataset[int(row)][image_column], 8)
+            return
+        except DECODE_ERRORS:
+            continue
+    example = dataset[int(rows[0])][image_column]
+    name = example.get("path") if isinstance(example, dict) else None
+    raise DataError(f"None of {count} images sampled from {source} could be decoded (e.g. {name or f'row {rows[0]}'}): "
+                    f"the files are corrupt, truncated or not images. Check or re-download them.")
 
 
 def resolve_column(names: list[str] | None, wanted: str | None, candidates: tuple[str, ...], what: str, flag: str,
@@ -131,6 +162,8 @@ def load_image_splits(*, dataset_name: str | None, dataset_config_name: str | No
         splits[split] = ds.cast_column(image_col, ImageFeature(decode=False))
     if not streaming and len(splits["train"]) == 0:
         raise DataError(f"The train split of {source} is empty.")
+    if not streaming:
+        check_decodable(splits["train"], image_col, source)
     return splits, image_col, label_col
 
 
