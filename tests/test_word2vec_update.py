@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,3 +110,12 @@ def test_sgd_steps_lower_the_loss():
     losses = [float(skipgram_update(w_in, w_out, batch, 0.05, ws, vocab)[0]) for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
     assert all(b <= a + 1e-9 for a, b in zip(losses, losses[1:]))
+
+
+def test_rows_sorted_groups_positions_by_row_stably_beyond_16_bit_ids():
+    ids = np.array([70000, 3, 70000, 5, 3, 65536, 3])
+    order, rows, starts = rows_sorted(ids)
+    assert rows.tolist() == [3, 5, 65536, 70000]
+    assert order.tolist() == [1, 4, 6, 3, 5, 0, 2]
+    assert starts.tolist() == [0, 3, 4, 5]
+    assert [len(g) for g in np.split(ids[order], starts[1:])] == [3, 1, 1, 2]

@@ -173,9 +173,12 @@ class CbowBatch(NamedTuple):
         out_order, out_rows, out_starts = rows_sorted(targets.reshape(-1))
         window_of_slot = np.repeat(np.arange(n, dtype=np.int64), lengths)
         # A negative equal to the centre word is skipped, as in word2vec C.
-        sign = np.concatenate([np.full((n, 1), -1.0), (negatives != centers[:, None]).astype(np.float64)], axis=1)
+        np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        sign = np.empty((n, t), dtype=np_dtype)
+        sign[:, 0] = -1
+        sign[:, 1:] = negatives != centers[:, None]
         t_ = torch.from_numpy
-        return cls(t_(contexts), t_(offsets), t_(targets), t_(sign).to(dtype), t_(np.abs(sign)).to(dtype),
+        return cls(t_(contexts), t_(offsets), t_(targets), t_(sign), t_(np.abs(sign)),
                    t_(in_rows), t_(window_of_slot[in_order]), t_(in_starts),
                    t_(out_rows), t_(out_order), t_(out_order // t), t_(out_starts))
 
