@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 
 import torch
@@ -37,7 +38,7 @@ from hfssl.contrastive.data import ImageCollator, load_image_splits
 from hfssl.contrastive.encoder import ImageEncoder, make_image_processor
 from hfssl.contrastive.evaluation import evaluate_frozen
 from hfssl.distributed import no_accelerator
-from hfssl.hub import check_push_ready, push_folder
+from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.mae.config import MAEConfig
 from hfssl.mae.model import CARD_TEXT, build_mae, encoder_as_vit, masking_noise, param_groups
 from hfssl.model_card import write_model_card
@@ -137,6 +138,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         logger.info(f"Random-init encoder: {progress['random_init']}", main_process_only=True)
     accelerator.wait_for_everyone()
 
+    # --hub_push_checkpoints: every checkpoint is uploaded from a background thread; training never waits for it.
+    pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
+              if cfg.hub_push_checkpoints and accelerator.is_main_process else None)
+
     # 6. Training loop.
     step, micro_steps = progress["step"], progress["micro_steps"]
     generator = torch.Generator(device=accelerator.device)
@@ -200,7 +205,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             progress.update(step=step, micro_steps=micro_steps, epoch=epoch + int(epoch_done),
                             batches_in_epoch=0 if epoch_done else batches_in_epoch)
             if cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and step < total_steps:
-                save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
+                saved = save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
+                if pusher is not None:
+                    pusher.push(saved, step=step)
             if step >= total_steps:
                 break
         if step >= total_steps or batches_in_epoch == 0:  # done, or an empty stream
@@ -211,7 +218,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     skipped = int(accelerator.reduce(torch.tensor(progress["images_skipped"], device=accelerator.device), "sum"))
 
     # 7. Final evaluation and a Hub-ready folder: the encoder as a ViT + image processor + card + results.
-    save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
+    saved = save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
+    if pusher is not None:
+        pusher.push(saved, step=step)
     results: dict[str, float] = {"train_loss": progress["loss_history"][-1][1] if progress["loss_history"] else float("nan"),
                                  "train_steps": step, "train_images_seen": images_seen, "images_skipped": skipped,
                                  "train_images_per_second": images_seen / max(wall, 1e-9)}
@@ -248,10 +257,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "tags": ["mae", "masked-image-modeling", "vit"], "extra": CARD_TEXT,
         })
         logger.info(f"Results: {results}")
-        if cfg.push_to_hub:
-            push_folder(cfg.output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
+    if pusher is not None:
+        pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
+    if cfg.push_to_hub and accelerator.is_main_process:
+        push_folder(cfg.output_dir, cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
     return results
 
 
@@ -263,4 +274,7 @@ def _skip(loader, n: int):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except HubError as err:  # no token, or the final push failed: say what to do, no traceback
+        sys.exit(f"error: {err}")

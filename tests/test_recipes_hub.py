@@ -110,6 +110,13 @@ def recipe_args(recipe: str, inputs: dict[str, Path]) -> list[str]:
         return ["--config_name", str(inputs["resnet"]), "--image_size", "16", "--per_device_train_batch_size", "32",
                 "--projection_hidden_dim", "32", "--projection_dim", "16", "--max_steps", "4", "--checkpointing_steps",
                 "2", "--max_train_samples", "256", "--max_eval_samples", "64", "--report_to", "none", "--logging_steps", "2"]
+    if recipe == "mae.py":
+        return ["--image_size", "16", "--patch_size", "4", "--hidden_size", "32", "--num_hidden_layers", "1",
+                "--num_attention_heads", "2", "--intermediate_size", "64", "--decoder_hidden_size", "32",
+                "--decoder_num_hidden_layers", "1", "--decoder_num_attention_heads", "2", "--decoder_intermediate_size",
+                "64", "--per_device_train_batch_size", "32", "--max_steps", "4", "--checkpointing_steps", "2",
+                "--max_train_samples", "256", "--max_eval_samples", "64", "--mixed_precision", "no",
+                "--report_to", "none", "--logging_steps", "2"]
     if recipe == "finetune.py":
         return ["--model_name_or_path", str(inputs["bert"]), "--train_file", str(inputs["reviews"]), "--sentence1_key",
                 "review", "--label_column", "sentiment", "--max_steps", "4", "--checkpointing_steps", "2",
@@ -121,16 +128,17 @@ def recipe_args(recipe: str, inputs: dict[str, Path]) -> list[str]:
     raise AssertionError(f"no tiny arguments for {recipe}")
 
 
-RECIPES = ["mlm.py", "clm.py", "word2vec.py", "contrastive.py", "finetune.py", "image_finetune.py"]
+RECIPES = ["mlm.py", "clm.py", "word2vec.py", "contrastive.py", "mae.py", "finetune.py", "image_finetune.py"]
 # What each recipe's saved folder must hold besides README.md (the model card).
 MODEL_FILES = {"mlm.py": ["model.safetensors", "config.json", "tokenizer.json"],
                "clm.py": ["model.safetensors", "config.json", "tokenizer.json"],
                "word2vec.py": ["model.safetensors", "vocab.txt", "tokenizer.json"],
                "contrastive.py": ["model.safetensors", "config.json", "preprocessor_config.json"],
+               "mae.py": ["model.safetensors", "config.json", "preprocessor_config.json"],
                "finetune.py": ["model.safetensors", "config.json", "tokenizer.json"],
                "image_finetune.py": ["model.safetensors", "config.json", "preprocessor_config.json"]}
 PIPELINE_TAG = {"mlm.py": "fill-mask", "clm.py": "text-generation", "word2vec.py": "feature-extraction",
-                "contrastive.py": "image-feature-extraction",
+                "contrastive.py": "image-feature-extraction", "mae.py": "image-feature-extraction",
                 "finetune.py": "text-classification", "image_finetune.py": "image-classification"}
 
 
