@@ -13,6 +13,7 @@ class Word2VecConfig(RunConfig):
     # data
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id. With neither this nor --train_file, the offline KJV Bible (or Python docs) is used."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Git revision of --dataset_name to pin: a branch, tag or commit sha of the Hub dataset repo (default: the latest)."})
     train_file: str | None = field(default=None, metadata={"help": "Local .txt/.csv/.json(l)/.parquet file."})
     text_column: str | None = field(default=None, metadata={"help": "Column holding the text (default: 'text' or the only column)."})
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset (it is read twice: vocabulary, then encoding)."})
@@ -33,7 +34,7 @@ class Word2VecConfig(RunConfig):
     alpha: float | None = field(default=None, metadata={"help": "Initial learning rate (default 0.025 for sg, 0.05 for cbow)."})
     min_alpha: float = field(default=1e-4, metadata={"help": "Final learning rate; it decays linearly."})
     chunk_words: int = field(default=20000, metadata={"help": "Words per chunk: one optimizer step per process, the unit of resuming and logging."})
-    batch_windows: int = field(default=1024, metadata={"help": "Windows per SGD update (larger is faster, too large diverges)."})
+    batch_windows: int = field(default=1024, metadata={"help": "Windows per SGD update, shared by the --workers threads (each steps with batch_windows / workers); larger is faster, too large diverges."})
     workers: int = field(default=1, metadata={"help": "Training threads per process, each on its own chunk, all updating the same tables without locks (Hogwild, like gensim's workers). Use one per core (e.g. 2 on 2 cores); more than 1 is faster but not bit-reproducible."})
     num_threads: int = field(default=1, metadata={"help": "torch intra-op threads per process (0: torch's default). One thread plus a window-building thread is fastest on a busy 2-core CPU; scale with processes."})
     # evaluation

@@ -122,7 +122,7 @@ def train_windows(model: Word2VecModel, batches: list[WindowBatch], *, sg: bool,
         terms.append(n)
     # One device sync per chunk, not per step.
     loss_sum = float(torch.stack(losses).sum()) if with_loss and losses else None
-    return loss_sum, int(torch.stack(terms).sum()) if terms else 0
+    return loss_sum, int(sum(terms))  # terms: tensors (skip-gram) or ints (CBOW); one sync either way
 
 
 def learning_rate(alpha: float, min_alpha: float, progress: float) -> float:
@@ -178,10 +178,11 @@ def train_in_process(model: Word2VecModel, corpus: EncodedCorpus, counts: np.nda
     steps = [[(epoch, i) for i in range(s * workers, min((s + 1) * workers, len(bounds)))]
              for epoch in range(epochs) for s in range(steps_per_epoch)]
     workspaces = [Workspace(model.input_vectors.device) for _ in range(workers)]
+    per_worker_batch = math.ceil(batch_windows / workers)  # concurrent workers share the batch (see the recipe)
 
     def windows(step):
         return [chunk_windows(corpus, bounds[i], window=window, negative=negative, keep_prob=keep_prob, noise=noise,
-                              pad_id=model.pad_id, rng=chunk_generator(seed, epoch, i), max_windows=batch_windows, sg=sg)
+                              pad_id=model.pad_id, rng=chunk_generator(seed, epoch, i), max_windows=per_worker_batch, sg=sg)
                 for epoch, i in step]
 
     epoch_loss = [[0.0, 0] for _ in range(epochs)]

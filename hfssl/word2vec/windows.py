@@ -51,12 +51,8 @@ class AliasSampler:
         # Whatever is left is 1 up to rounding: accept always (already set).
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        # One uniform draw per sample: its integer part picks the column, its fractional part (uniform and
-        # independent of the column, with 53 - log2(n) bits left) decides between the column and its alias.
-        n = len(self.accept)
-        x = rng.random(shape) * n
-        idx = np.minimum(x.astype(np.int64), n - 1)
-        return np.where(x - idx < self.accept[idx], idx, self.alias[idx])
+        idx = rng.integers(0, len(self.accept), size=shape)
+        return np.where(rng.random(shape) < self.accept[idx], idx, self.alias[idx])
 
 
 def sentence_index(starts: np.ndarray, lo: int, hi: int) -> np.ndarray:
