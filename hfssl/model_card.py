@@ -13,7 +13,8 @@ that is tested against a saved folder), how it was trained, on what compute, and
     datasets: list[str]             -- Hub ids or local file names the model was trained on; only Hub ids go
                                        into the ``datasets`` metadata, local files are named in the body
     dataset_config: str | None
-    dataset_revision: str | None    -- Hub dataset revision (commit sha or branch) for reproducibility
+    dataset_revision: str | None    -- Hub dataset revision (commit sha, tag or branch) for reproducibility; the
+                                       body says "not pinned" without one, and "n/a" when no dataset is on the Hub
     base_model: str | None          -- for fine-tunes and continued pretraining (Hub id or local path)
     model_details: dict             -- architecture facts (parameters, layers, vocab size, ...), printed as a table
     hyperparameters: dict           -- flag -> value, printed as a table (token-like keys are dropped)
@@ -260,6 +261,15 @@ def _datasets_text(info: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
+def _revision_text(info: dict[str, Any]) -> str:
+    if info.get("dataset_revision"):
+        return f"`{info['dataset_revision']}`"
+    names = info.get("datasets") or []
+    if names and not any(is_hub_id(name) for name in names):
+        return "n/a (local data)"  # a local file or folder has no Hub revision to pin
+    return "not pinned"
+
+
 def render_model_card(kind: str, info: dict[str, Any], *, loss_plot: str | None = None,
                       training_config: str | None = None) -> str:
     """The complete README.md text (YAML metadata + body) for a model of ``kind``."""
@@ -281,7 +291,7 @@ def render_model_card(kind: str, info: dict[str, Any], *, loss_plot: str | None 
         "recipe": info.get("recipe") or KINDS[kind][3],
         "datasets": _datasets_text(info),
         "dataset_config": info.get("dataset_config") or "default",
-        "dataset_revision": info.get("dataset_revision") or "not pinned",
+        "dataset_revision": _revision_text(info),
         "base_model": info.get("base_model") or "none (trained from scratch)",
         "model_details": _table(info.get("model_details") or {}, ("property", "value")),
         "hyperparameters": _table(hyperparameters, ("hyperparameter", "value")),

@@ -60,6 +60,8 @@ class CLMConfig(RunConfig):
     # Data
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. Salesforce/wikitext."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset config, e.g. wikitext-103-raw-v1."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Git revision of --dataset_name to pin: a "
+                                         "branch, tag or commit sha of the Hub dataset repo (default: the latest)."})
     train_file: str | None = field(default=None, metadata={"help": "Local txt/csv/json/jsonl/parquet file."})
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file (same type)."})
     text_column: str | None = field(default=None, metadata={"help": "Column with the text (default: 'text')."})
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info(f"No dataset given: pretraining on this Python's documentation ({train_file}).", main_process_only=True)
     with accelerator.main_process_first():
         splits, text_column = load_text_splits(
-            dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name, train_file=train_file,
+            dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name,
+            dataset_revision=cfg.dataset_revision, train_file=train_file,
             validation_file=cfg.validation_file, text_column=cfg.text_column, streaming=cfg.streaming,
             validation_split_percentage=cfg.validation_split_percentage, max_train_samples=cfg.max_train_samples,
             max_eval_samples=cfg.max_eval_samples)
@@ -348,6 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
         write_model_card(output_dir, "causal-lm", {
             "model_name": cfg.hub_model_id or output_dir.name, "repo_id": cfg.hub_model_id or str(output_dir),
             "datasets": [cfg.dataset_name or Path(train_file).name], "dataset_config": cfg.dataset_config_name,
+            "dataset_revision": cfg.dataset_revision,
             "base_model": cfg.model_name_or_path,
             "model_details": {"architecture": type(unwrapped).__name__, "parameters": n_params,
                               "layers": unwrapped.config.num_hidden_layers, "hidden size": unwrapped.config.hidden_size,

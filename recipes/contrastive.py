@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # 2. Data: undecoded images; the collator decodes, converts to RGB, resizes and skips corrupt files.
     splits, image_col, label_col = load_image_splits(
-        dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name, train_dir=cfg.train_dir,
+        dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name,
+        dataset_revision=cfg.dataset_revision, train_dir=cfg.train_dir,
         validation_dir=cfg.validation_dir, image_column=cfg.image_column, label_column=cfg.label_column,
         streaming=cfg.streaming, validation_split_percentage=cfg.validation_split_percentage, seed=cfg.seed)
     train_ds = splits["train"]
@@ -250,7 +251,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         write_model_card(cfg.output_dir, "image-encoder", {
             "model_name": cfg.hub_model_id or cfg.output_dir, "recipe": "recipes/contrastive.py",
             "datasets": [cfg.dataset_name or cfg.train_dir or "scikit-learn digits"],
-            "dataset_config": cfg.dataset_config_name, "base_model": cfg.model_name_or_path,
+            "dataset_config": cfg.dataset_config_name, "dataset_revision": cfg.dataset_revision,
+            "base_model": cfg.model_name_or_path,
             "model_details": {"method": cfg.method, "architecture": backbone.config.model_type,
                               "parameters": sum(p.numel() for p in backbone.parameters()),
                               "feature_dim": unwrapped.encoder.dim, "image_size": cfg.image_size,

@@ -38,6 +38,9 @@ class ImageFinetuneConfig(RunConfig):
     from_scratch: bool = dataclasses.field(default=False, metadata={"help": "Same architecture, random weights: the baseline."})
     dataset_name: str | None = dataclasses.field(default=None, metadata={"help": "Hub dataset; none: offline digits."})
     dataset_config_name: str | None = dataclasses.field(default=None, metadata={"help": "Configuration of --dataset_name."})
+    dataset_revision: str | None = dataclasses.field(
+        default=None, metadata={"help": "Git revision of --dataset_name to pin: a branch, tag or commit sha of the Hub "
+                                        "dataset repo (default: the latest)."})
     train_dir: str | None = dataclasses.field(default=None, metadata={"help": "Image folder, one subfolder per class."})
     validation_dir: str | None = dataclasses.field(default=None, metadata={"help": "Validation image folder."})
     image_column: str | None = dataclasses.field(default=None, metadata={"help": "Column holding the images."})
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     size = processor.size["height"]
 
     splits, image_col, label_col = load_image_splits(
-        dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name, train_dir=cfg.train_dir,
+        dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name,
+        dataset_revision=cfg.dataset_revision, train_dir=cfg.train_dir,
         validation_dir=cfg.validation_dir, image_column=cfg.image_column, label_column=cfg.label_column,
         validation_split_percentage=cfg.validation_split_percentage, seed=cfg.seed)
     if label_col is None or "validation" not in splits:
@@ -140,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "model_details": {"labels": ", ".join(map(str, names)), "architecture": type(model).__name__,
                               "parameters": sum(p.numel() for p in model.parameters()), "image_size": size},
             "datasets": [cfg.dataset_name or cfg.train_dir or "scikit-learn digits"],
+            "dataset_config": cfg.dataset_config_name, "dataset_revision": cfg.dataset_revision,
             "base_model": None if cfg.from_scratch else cfg.model_name_or_path,
             "hyperparameters": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None and "hub" not in k},
             "compute": {"num_processes": args.world_size, "train_runtime_s": metrics["train_runtime"],

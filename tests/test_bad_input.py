@@ -112,3 +112,29 @@ def test_contrastive(case, build, error, message, tmp_path, monkeypatch):
     recipe = _recipe("contrastive")
     _check(recipe, "build_backbone", ["--max_train_samples", "64"], build(tmp_path), error, message, tmp_path,
            monkeypatch)
+
+
+def _image_processor(tmp):
+    from transformers import ViTImageProcessor
+
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(tmp / "encoder")
+    return str(tmp / "encoder")
+
+
+# recipe -> (what builds its model, flags that make it read local data: its own default or a --train_file)
+REVISION_WITH_LOCAL_DATA = {
+    "mlm": ("build_model", lambda t: ["--train_file", _file(t, "good.txt", TEXT)]),
+    "clm": ("build_model", lambda t: []),  # the offline default corpus
+    "word2vec": ("Word2VecModel", lambda t: ["--train_file", _file(t, "good.txt", TEXT)]),
+    "contrastive": ("build_backbone", lambda t: []),  # scikit-learn digits
+    "mae": ("build_mae", lambda t: []),
+    "image_finetune": ("AutoModelForImageClassification", lambda t: ["--model_name_or_path", _image_processor(t)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REVISION_WITH_LOCAL_DATA))
+def test_dataset_revision_with_local_data_is_refused(name, tmp_path, monkeypatch):
+    # Every recipe takes --dataset_revision; a local file, folder or built-in dataset has none to pin.
+    builder, base = REVISION_WITH_LOCAL_DATA[name]
+    _check(_recipe(name), builder, base(tmp_path), ["--dataset_revision", "v1.0"], ConfigError,
+           r"--dataset_revision v1\.0 pins a version of a Hub dataset.*Drop --dataset_revision", tmp_path, monkeypatch)

@@ -84,3 +84,25 @@ def test_non_image_column_is_rejected(tmp_path):
     Dataset.from_dict({"image": ["a", "b", "c"], "label": [0, 1, 0]}).to_parquet(tmp_path / "train.parquet")
     with pytest.raises(DataError, match="not images"):
         load_image_splits(dataset_name=str(tmp_path))
+
+
+def test_dataset_revision_is_forwarded_to_the_hub_and_refused_for_local_images(image_folder, monkeypatch):
+    from hfssl.config import ConfigError
+
+    calls = []
+
+    def fake_load_dataset(*args, **kwargs):  # stands in for the Hub download; the rest of the loader is real
+        calls.append((args, kwargs))
+        return digits_dataset()
+
+    monkeypatch.setattr("hfssl.contrastive.data.load_dataset", fake_load_dataset)
+    sha = "c1a8f4e2d0b9a7c6e5f4d3c2b1a0f9e8d7c6b5a4"
+    splits, image_col, label_col = load_image_splits(dataset_name="ylecun/mnist", dataset_revision=sha)
+    assert calls[-1][0] == ("ylecun/mnist", None) and calls[-1][1]["revision"] == sha
+    assert (image_col, label_col) == ("image", "label") and len(splits["validation"]) > 0
+
+    with pytest.raises(ConfigError, match=r"--dataset_revision main .*image folder .*no revision"):
+        load_image_splits(dataset_name=None, train_dir=str(image_folder / "train"), dataset_revision="main")
+    with pytest.raises(ConfigError, match=r"--dataset_revision main .*digits.*Drop --dataset_revision"):
+        load_image_splits(dataset_name=None, dataset_revision="main")
+    assert len(calls) == 1

@@ -62,3 +62,30 @@ def test_empty_file_and_no_source(tmp_path):
         load_text_splits(dataset_name=None, train_file=None)
     with pytest.raises(ConfigError, match="unsupported file type"):
         load_text_splits(dataset_name=None, train_file=str(tmp_path / "x.docx"))
+
+
+SHA = "b08601e04326c79dfdd32d625aee71d232d685c3"
+
+
+def test_dataset_revision_is_forwarded_to_the_hub_and_refused_for_local_files(tmp_path, monkeypatch):
+    from datasets import Dataset, DatasetDict
+
+    calls = []
+
+    def fake_load_dataset(*args, **kwargs):  # stands in for the Hub download; the rest of the loader is real
+        calls.append((args, kwargs))
+        return DatasetDict(train=Dataset.from_dict({"text": [f"line {i}" for i in range(40)]}))
+
+    monkeypatch.setattr("hfssl.data.text.load_dataset", fake_load_dataset)
+    splits, column = load_text_splits(dataset_name="Salesforce/wikitext", dataset_config_name="wikitext-2-raw-v1",
+                                      dataset_revision=SHA)
+    assert calls[-1][0] == ("Salesforce/wikitext", "wikitext-2-raw-v1") and calls[-1][1]["revision"] == SHA
+    assert column == "text" and len(splits["train"]) + len(splits["validation"]) == 40
+    load_text_splits(dataset_name="Salesforce/wikitext")
+    assert calls[-1][1]["revision"] is None  # unpinned: the Hub's default branch
+
+    path = tmp_path / "a.txt"
+    path.write_text("hello world\n" * 10)
+    with pytest.raises(ConfigError, match=r"--dataset_revision v1\.0 .*local file .*a\.txt.*Drop --dataset_revision"):
+        load_text_splits(dataset_name=None, train_file=str(path), dataset_revision="v1.0")
+    assert len(calls) == 2  # refused before anything was loaded

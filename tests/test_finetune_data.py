@@ -276,6 +276,11 @@ def test_config_rejects_task_and_files_together_and_reads_yaml():
         parse_config(FinetuneConfig, ["--task_name", "sst2", "--train_file", "x.csv"])
     with pytest.raises(ConfigError, match="need --train_file"):
         parse_config(FinetuneConfig, ["--validation_file", "x.csv"])
+    with pytest.raises(ConfigError, match=r"--dataset_revision v1 .*local file x\.csv.*Drop --dataset_revision"):
+        parse_config(FinetuneConfig, ["--train_file", "x.csv", "--dataset_revision", "v1"])
+    with pytest.raises(ConfigError, match=r"--dataset_revision v1 .*fortunes"):
+        parse_config(FinetuneConfig, ["--dataset_revision", "v1"])
+    assert parse_config(FinetuneConfig, ["--task_name", "sst2", "--dataset_revision", "v1"]).dataset_revision == "v1"
     root = Path(__file__).resolve().parent.parent / "recipes" / "configs" / "finetune"
     for path in sorted(root.glob("*.yaml")):
         cfg = parse_config(FinetuneConfig, ["--config", str(path), "--seed", "7"])

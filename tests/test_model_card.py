@@ -83,6 +83,19 @@ def test_results_keyed_by_split_belong_to_the_training_dataset(tmp_path):
     assert "| nyu-mll/glue | validation_mismatched | accuracy | 0.79 |" in card.text
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_training_data_names_the_dataset_revision(kind):
+    def data_line(**info):
+        text = render_model_card(kind, {"model_name": "m", **info})
+        return next(line for line in text.splitlines() if line.startswith("Datasets:"))
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    pinned = data_line(datasets=["ylecun/mnist"], dataset_config="mnist", dataset_revision=sha)
+    assert f"(config: mnist, revision: `{sha}`)" in pinned
+    assert "revision: not pinned" in data_line(datasets=["ylecun/mnist"])
+    assert "revision: n/a (local data)" in data_line(datasets=["/data/corpus.txt"])
+
+
 def test_minimal_info_renders_and_unknown_kind_is_rejected(tmp_path):
     card = ModelCard.load(write_model_card(tmp_path, "masked-lm", {"model_name": "m"}))
     assert card.data.eval_results is None and card.data.datasets is None

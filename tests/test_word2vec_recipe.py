@@ -171,3 +171,35 @@ def test_push_to_hub_publishes_a_folder_that_loads(corpus, tmp_path):
     assert remote.words == local.words and np.array_equal(remote.vectors, local.vectors)
     assert token not in proc.stdout + proc.stderr
     assert not any(token.encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
+
+
+def test_hub_dataset_revision_is_recorded_in_config_and_card(corpus, tmp_path, monkeypatch):
+    """--dataset_revision reaches datasets.load_dataset (replaced here: no Hub offline), hfssl_config.yaml and the
+    model card's training-data line."""
+    import importlib.util
+
+    import yaml
+    from accelerate.state import AcceleratorState
+    from datasets import Dataset, DatasetDict
+
+    from conftest import ROOT
+
+    calls = []
+
+    def fake_load_dataset(*args, **kwargs):  # the Hub download; everything after it is the real recipe
+        calls.append((args, kwargs))
+        return DatasetDict(train=Dataset.from_dict({"text": corpus.read_text(encoding="utf-8").splitlines()}))
+
+    monkeypatch.setattr("hfssl.data.text.load_dataset", fake_load_dataset)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    spec = importlib.util.spec_from_file_location("word2vec_revision", ROOT / "recipes" / "word2vec.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    sha = "4f6c2b9e1d8a7c3b5e0f9a2d4c6b8e1f3a5c7d9b"
+    out = tmp_path / "out"
+    recipe.main(["--dataset_name", "tester/groups", "--dataset_revision", sha, "--output_dir", str(out), *COMMON,
+                 "--epochs", "1", "--save_sentence_transformers", "false"])
+    assert calls and all(kwargs["revision"] == sha for _, kwargs in calls)
+    assert yaml.safe_load((out / "hfssl_config.yaml").read_text())["dataset_revision"] == sha
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"revision: `{sha}`" in card and "not pinned" not in card

@@ -21,6 +21,8 @@ class ContrastiveConfig(RunConfig):
     dataset_name: str | None = _f(None, "Hub dataset with an image column (e.g. cifar10). Neither this nor "
                                         "--train_dir: scikit-learn's bundled digits (offline).")
     dataset_config_name: str | None = _f(None, "Configuration of --dataset_name.")
+    dataset_revision: str | None = _f(None, "Git revision of --dataset_name to pin: a branch, tag or commit sha of "
+                                            "the Hub dataset repo (default: the latest).")
     train_dir: str | None = _f(None, "Folder of training images; class subfolders become labels for evaluation.")
     validation_dir: str | None = _f(None, "Folder of labelled validation images for kNN / linear-probe evaluation.")
     image_column: str | None = _f(None, "Column holding the images (default: image/img or the image-typed column).")

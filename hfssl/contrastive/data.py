@@ -117,18 +117,25 @@ def resolve_column(names: list[str] | None, wanted: str | None, candidates: tupl
 
 
 def load_image_splits(*, dataset_name: str | None, dataset_config_name: str | None = None,
-                      train_dir: str | None = None, validation_dir: str | None = None,
+                      dataset_revision: str | None = None, train_dir: str | None = None,
+                      validation_dir: str | None = None,
                       image_column: str | None = None, label_column: str | None = None, streaming: bool = False,
                       validation_split_percentage: int = 10, seed: int = 42
                       ) -> tuple[dict[str, Dataset | IterableDataset], str, str | None]:
     """Load train (and validation, when there is one) splits; returns (splits, image column, label column or None).
 
-    With neither ``dataset_name`` nor ``train_dir`` the offline digits dataset is used.
+    With neither ``dataset_name`` nor ``train_dir`` the offline digits dataset is used. ``dataset_revision`` (a
+    branch, tag or commit sha of the Hub dataset repo) pins ``dataset_name`` to one version; local images have none.
     """
     if dataset_name and train_dir:
         raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+    if dataset_revision and not dataset_name:
+        local = f"the image folder {train_dir}" if train_dir else "scikit-learn's bundled digits"
+        raise ConfigError(f"--dataset_revision {dataset_revision} pins a version of a Hub dataset, but the data here "
+                          f"is {local}, which has no revision. Drop --dataset_revision, or pass --dataset_name with it.")
     if dataset_name:
-        raw = load_dataset(dataset_name, dataset_config_name, streaming=streaming)
+        raw = load_dataset(dataset_name, dataset_config_name, revision=dataset_revision,
+                           streaming=streaming)
         source = dataset_name
     elif train_dir:
         raw = _imagefolder(train_dir, validation_dir, streaming)

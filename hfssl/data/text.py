@@ -81,6 +81,7 @@ def load_text_splits(
     *,
     dataset_name: str | None,
     dataset_config_name: str | None = None,
+    dataset_revision: str | None = None,
     train_file: str | None = None,
     validation_file: str | None = None,
     text_column: str | None = None,
@@ -90,14 +91,23 @@ def load_text_splits(
     max_eval_samples: int | None = None,
     cache_dir: str | None = None,
 ) -> tuple[dict[str, Dataset | IterableDataset], str]:
-    """Return ``({"train": ds, "validation": ds}, text_column)``; validation is carved from train if absent."""
+    """Return ``({"train": ds, "validation": ds}, text_column)``; validation is carved from train if absent.
+
+    ``dataset_revision`` (a branch, tag or commit sha of the Hub dataset repo) pins ``dataset_name`` to one version
+    so a run can be reproduced; it is refused for local files, which have no revision.
+    """
     if not dataset_name and not train_file:
         raise ConfigError("Give --dataset_name (a Hub dataset) or --train_file (a local file).")
+    if dataset_revision and not dataset_name:
+        raise ConfigError(f"--dataset_revision {dataset_revision} pins a version of a Hub dataset, but the data here "
+                          f"is the local file {train_file}, which has no revision. Drop --dataset_revision, or pass "
+                          f"--dataset_name with it.")
     if not 0 <= validation_split_percentage < 100:
         raise ConfigError(f"validation_split_percentage must be in [0, 100), got {validation_split_percentage}.")
 
     if dataset_name:
-        raw = load_dataset(dataset_name, dataset_config_name, streaming=streaming, cache_dir=cache_dir)
+        raw = load_dataset(dataset_name, dataset_config_name, revision=dataset_revision, streaming=streaming,
+                           cache_dir=cache_dir)
         source = f"dataset {dataset_name}"
     else:
         files = {"train": train_file}

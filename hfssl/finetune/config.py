@@ -81,6 +81,10 @@ class FinetuneConfig(RunConfig):
                               "--test_file, not both.")
         if (self.validation_file or self.test_file) and not self.train_file:
             raise ConfigError("--validation_file/--test_file need --train_file too.")
+        if self.dataset_revision and not self.task_name:
+            local = f"the local file {self.train_file}" if self.train_file else "the offline fortunes task"
+            raise ConfigError(f"--dataset_revision {self.dataset_revision} pins a version of a Hub dataset, but the data "
+                              f"here is {local}, which has no revision. Drop --dataset_revision, or pass --task_name.")
         for name in ("max_seq_length", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")

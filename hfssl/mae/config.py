@@ -24,6 +24,8 @@ class MAEConfig(RunConfig):
     dataset_name: str | None = _f(None, "Hub dataset with an image column (e.g. cifar10). Neither this nor "
                                         "--train_dir: scikit-learn's bundled digits (offline).")
     dataset_config_name: str | None = _f(None, "Configuration of --dataset_name.")
+    dataset_revision: str | None = _f(None, "Git revision of --dataset_name to pin: a branch, tag or commit sha of "
+                                            "the Hub dataset repo (default: the latest).")
     train_dir: str | None = _f(None, "Folder of training images; class subfolders become labels for evaluation.")
     validation_dir: str | None = _f(None, "Folder of labelled validation images for kNN / linear-probe evaluation.")
     image_column: str | None = _f(None, "Column holding the images (default: image/img or the image-typed column).")
@@ -76,6 +78,10 @@ class MAEConfig(RunConfig):
         super().__post_init__()
         if self.dataset_name and self.train_dir:
             raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+        if self.dataset_revision and not self.dataset_name:  # checked here too: the recipe builds its model first
+            raise ConfigError(f"--dataset_revision {self.dataset_revision} pins a version of a Hub dataset, but the "
+                              f"data here is local images, which have no revision. Drop --dataset_revision, or pass "
+                              f"--dataset_name with it.")
         if self.validation_dir and not self.train_dir:
             raise ConfigError("--validation_dir needs --train_dir.")
         if self.config_name and self.model_name_or_path:
