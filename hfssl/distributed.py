@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import torch
 
+# Imported for its side effect, and it must happen before any process group exists (recipes import this module
+# before they build their Accelerator). torch/distributed/nn/functional.py declares ``group=group.WORLD`` as
+# default arguments; they are evaluated when the module is first imported, which DDP does lazily (through
+# torch._dynamo, when a model is first wrapped). Imported after ``init_process_group`` those defaults hold the
+# gloo process group for the life of the interpreter: ``destroy_process_group()`` cannot free it, its threads
+# (gloo_tcp_loop, pt_gloo_runloop) outlive ``main()``, and tearing them down during interpreter finalization can
+# abort the process (SIGABRT, "terminate called without an active exception"; the mechanism is described in
+# https://github.com/pytorch/pytorch/pull/179291). Imported first, the defaults are None and the process group
+# ends with ``accelerator.end_training()``. tests/test_distributed.py checks that no gloo thread outlives a run.
+if torch.distributed.is_available():
+    import torch.distributed.nn.functional  # noqa: F401
+
 
 def no_accelerator() -> bool:
     """True when no GPU/MPS/XPU is visible.

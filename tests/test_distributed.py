@@ -1,0 +1,66 @@
+"""hfssl/distributed.py: no gloo thread outlives a two-process run, so the interpreter cannot abort at exit.
+
+CI once saw rank 1 of a finished two-process run die with SIGABRT ("terminate called without an active exception")
+at interpreter exit. Cause: torch/distributed/nn/functional.py, imported lazily when DDP first wraps a model,
+evaluates ``group=group.WORLD`` default arguments at import; imported after the process group exists, they keep
+it alive past ``destroy_process_group()``, with its gloo threads (see the comment in hfssl/distributed.py)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, recipe_env
+from faults import TORCHRUN_2
+
+SCRIPT = r'''
+import os, sys
+if sys.argv[1] == "hfssl":
+    import hfssl.distributed  # what every recipe imports before it builds its Accelerator
+import torch
+from accelerate import Accelerator
+def main():  # a recipe's main(): its accelerator and DDP model are released when it returns
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(torch.nn.Linear(4, 2))  # DDP-wrapped: the step that imports torch.distributed.nn
+    accelerator.backward(model(torch.randn(8, 4)).sum())
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # destroys the process group
+main()
+names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+print("THREADS_AT_EXIT " + repr(names), flush=True)
+'''
+
+
+def _threads_at_exit(output: str) -> list[list[str]]:
+    return [eval(m) for m in re.findall(r"THREADS_AT_EXIT (\[.*?\])", output)]  # noqa: S307 (our own repr output)
+
+
+@pytest.mark.parametrize("imports", ["hfssl", "plain"])
+def test_no_gloo_thread_outlives_a_two_process_run(imports, tmp_path):
+    script = tmp_path / "ddp_exit.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([*TORCHRUN_2, str(script), imports], env=recipe_env(), capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    per_rank = _threads_at_exit(proc.stdout)
+    assert len(per_rank) == 2, proc.stdout[-2000:]
+    gloo = [[n for n in names if "gloo" in n] for names in per_rank]
+    if imports == "hfssl":
+        assert gloo == [[], []], per_rank
+    else:
+        # The control: without hfssl.distributed imported first, torch keeps the gloo threads. If this starts
+        # failing, torch no longer leaks the process group and the import in hfssl/distributed.py can go.
+        assert all(gloo), per_rank
+
+
+@pytest.mark.parametrize("recipe", ["mlm.py", "clm.py", "word2vec.py", "contrastive.py", "mae.py"])
+def test_recipes_import_hfssl_distributed_before_building_the_accelerator(recipe):
+    path = ROOT / "recipes" / recipe
+    if not path.exists():
+        pytest.skip(f"{recipe} not in this checkout")
+    source = path.read_text(encoding="utf-8")
+    assert "from hfssl.distributed import" in source
+    assert source.index("from hfssl.distributed import") < source.index("Accelerator(")
