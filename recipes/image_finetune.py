@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments
+from transformers import (AutoConfig, AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments,
+                          set_seed)
 
 from hfssl.checkpointing import NonFiniteLossError, OutputDirError, prepare_output_dir, resolve_trainer_resume
 from hfssl.config import ConfigError, RunConfig, parse_config, save_config
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     label_args = dict(num_labels=len(names), id2label=dict(enumerate(map(str, names))),
                       label2id={str(n): i for i, n in enumerate(names)})
+    set_seed(cfg.seed)  # the new head (and --from_scratch weights) are initialised here, before Trainer seeds anything
     if cfg.from_scratch:
         config = AutoConfig.from_pretrained(cfg.model_name_or_path, **label_args)
         model = AutoModelForImageClassification.from_config(config)
