@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Self-supervised pretraining of an image encoder with SimCLR, BYOL, MoCo v3, VICReg or Barlow Twins.
+"""Self-supervised pretraining of an image encoder with SimCLR, BYOL, MoCo v3, VICReg, Barlow Twins or DINO.
 
     python recipes/contrastive.py                                   # offline: scikit-learn digits, ResNet-18
     python recipes/contrastive.py --config recipes/configs/contrastive/cifar10-simclr.yaml
     torchrun --nproc_per_node 2 recipes/contrastive.py --method byol --train_dir images/ --max_steps 1000
 
 Two augmented views of every image go through the encoder (a transformers vision model) and its heads; the
-method's loss makes them agree. The views are made in batches on the training device, so the data loader only
+method's loss makes them agree (DINO can add smaller local crops, ``--num_local_crops``). The views are made in batches on the training device, so the data loader only
 decodes images. kNN accuracy on frozen features is tracked during training; at the end kNN and a linear probe
 are measured against the same encoder at random initialization, and the encoder is saved as a transformers model
 with its image processor (``AutoModel.from_pretrained(output_dir)``).
@@ -33,14 +33,14 @@ from hfssl.distributed import no_accelerator
 from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkpoint, prepare_output_dir, resolve_resume_path,
                                  save_checkpoint)
 from hfssl.config import ConfigError, config_to_dict, parse_config, save_config
-from hfssl.contrastive.augment import augment, normalize, to_float, views_for_method
+from hfssl.contrastive.augment import augment, local_view, normalize, to_float, views_for_method
 from hfssl.contrastive.config import ContrastiveConfig
 from hfssl.contrastive.data import ImageCollator, load_image_splits
 from hfssl.data.text import DataError
 from hfssl.contrastive.encoder import ImageEncoder, build_backbone, make_image_processor
 from hfssl.contrastive.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
 from hfssl.contrastive.lars import LARS, param_groups
-from hfssl.contrastive.methods import MomentumMethod, build_method, cosine_momentum
+from hfssl.contrastive.methods import DINO, MomentumMethod, build_method, cosine_momentum, linear_warmup
 from hfssl.contrastive.rotation import CARD_TEXT as ROTNET_CARD_TEXT
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
@@ -107,10 +107,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     encoder = ImageEncoder(build_backbone(cfg.backbone, cfg.image_size, config_name=cfg.config_name,
                                           model_name_or_path=cfg.model_name_or_path))
     model = build_method(cfg.method, encoder, hidden_dim=cfg.projection_hidden_dim, out_dim=cfg.projection_dim,
-                         temperature=cfg.temperature)
+                         temperature=cfg.temperature,
+                         teacher_temperature=0.04 if cfg.teacher_temperature_warmup else cfg.teacher_temperature)
     view1_cfg, view2_cfg = views_for_method(cfg.method, cfg.image_size, crop_min_scale=cfg.crop_min_scale,
                                             hflip_prob=cfg.hflip_prob, jitter_strength=cfg.color_jitter_strength,
                                             blur=cfg.blur)
+    local_cfg = local_view(view1_cfg, cfg.local_crop_size or max(4, round(cfg.image_size * 3 / 7)))
 
     # 4. Optimizer and schedule: AdamW or LARS, no decay on biases / norms, linear warmup then cosine.
     groups = param_groups(model, cfg.weight_decay)
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # A stream has no length: it is read again (reshuffled) until max_steps.
     num_epochs = math.ceil(total_steps / steps_per_epoch) if not cfg.streaming else 10**9
     warmup = int(cfg.warmup_steps if cfg.warmup_steps >= 1 else cfg.warmup_steps * total_steps)
+    w = cfg.teacher_temperature_warmup
+    teacher_warmup = int(w if w >= 1 else w * total_steps)  # DINO only
     # The prepared scheduler steps once per process per optimizer step, hence the factor.
     scheduler = accelerator.prepare(get_cosine_schedule_with_warmup(
         optimizer, warmup * accelerator.num_processes, total_steps * accelerator.num_processes))
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 micro_steps += 1
                 view1 = normalize(augment(images, view1_cfg, generator))
                 view2 = normalize(augment(images, view2_cfg, generator)) if view2_cfg else None  # RotNet: one view
-                loss = model(view1, view2)
+                local_views = [normalize(augment(images, local_cfg, generator)) for _ in range(cfg.num_local_crops)]
+                loss = model(view1, view2, *local_views)  # local views: DINO's multi-crop, student only
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"Loss is {loss.item()} at step {step}. Lower --learning_rate, add "
                                              f"--max_grad_norm 1.0 or use --mixed_precision no; checkpoints in "
@@ -195,8 +200,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 continue
             step += 1
             bar.update(1)
-            if isinstance(unwrapped, MomentumMethod):  # BYOL / MoCo v3: target <- EMA of online network
+            if isinstance(unwrapped, (MomentumMethod, DINO)):  # BYOL / MoCo v3 / DINO: target <- EMA of online net
                 unwrapped.update_target(cosine_momentum(step, total_steps, cfg.base_momentum))
+            if isinstance(unwrapped, DINO):  # the teacher sharpens less as training settles (DINO sec. 3.1)
+                unwrapped.set_teacher_temperature(linear_warmup(step, teacher_warmup, 0.04, cfg.teacher_temperature))
             if step % cfg.logging_steps == 0 or step == total_steps:
                 mean_loss = accelerator.reduce(running, "mean").item() / running_count
                 running, running_count = torch.zeros_like(running), 0

@@ -7,6 +7,7 @@ import torch
 
 from hfssl.contrastive.barlow_twins_loss import BarlowTwinsLoss
 from hfssl.contrastive.byol_loss import BYOLLoss
+from hfssl.contrastive.dino_loss import DINOLoss
 from hfssl.contrastive.moco_v3_loss import MoCoV3Loss
 from hfssl.contrastive.nt_xent import NTXentLoss
 from hfssl.contrastive.vicreg_loss import VICRegLoss
@@ -70,6 +71,29 @@ def naive_vicreg(z1, z2, lam=25.0, mu=25.0, nu=1.0, eps=1e-4):
     v1, c1 = stats(z1)
     v2, c2 = stats(z2)
     return lam * inv + mu * (v1 + v2) / 2 + nu * (c1 + c2)
+
+
+def naive_dino(students, teachers, center, tps, tpt, m=0.9):
+    """DINO Algorithm 1 with multi-crop: H(t, s) = -sum softmax((t - C)/tpt) log softmax(s/tps), per image, averaged
+    over images and over the (teacher view i, student view v != i) pairs; then C <- m C + (1 - m) mean(teachers)."""
+    k = len(center)
+
+    def softmax(xs):
+        top = max(xs)
+        e = [math.exp(x - top) for x in xs]
+        return [x / sum(e) for x in e]
+
+    def h(t, s):
+        q = softmax([(float(t[j]) - center[j]) / tpt for j in range(k)])
+        p = softmax([float(s[j]) / tps for j in range(k)])
+        return -sum(q[j] * math.log(p[j]) for j in range(k))
+
+    pairs = [(i, v) for i in range(len(teachers)) for v in range(len(students)) if v != i]
+    n = teachers[0].shape[0]
+    loss = sum(sum(h(teachers[i][b], students[v][b]) for b in range(n)) / n for i, v in pairs) / len(pairs)
+    rows = [t[b] for t in teachers for b in range(n)]
+    new_center = [m * center[j] + (1 - m) * sum(float(r[j]) for r in rows) / len(rows) for j in range(k)]
+    return loss, new_center
 
 
 def naive_barlow(z1, z2, lam=5e-3):
@@ -148,3 +172,37 @@ def test_losses_reject_bad_temperatures():
         NTXentLoss(0.0)
     with pytest.raises(ValueError, match="temperature"):
         MoCoV3Loss(-1.0)
+
+
+@pytest.mark.parametrize("num_local", [0, 2])
+def test_dino_matches_algorithm_and_updates_center(num_local):
+    g = torch.Generator().manual_seed(1)
+    students = [torch.randn(4, 7, generator=g, dtype=torch.float64) for _ in range(2 + num_local)]
+    teachers = [torch.randn(4, 7, generator=g, dtype=torch.float64) for _ in range(2)]
+    loss = DINOLoss(7, student_temperature=0.1).double()
+    start = torch.randn(1, 7, generator=g, dtype=torch.float64)
+    loss.center.copy_(start)
+    expected, center = naive_dino(students, teachers, start[0].tolist(), 0.1, 0.04)
+    assert loss(students, teachers, 0.04).item() == pytest.approx(expected, rel=1e-6)
+    assert loss.center[0].tolist() == pytest.approx(center, rel=1e-6)
+
+
+def test_dino_center_tracks_teacher_mean_and_teacher_gets_no_gradient():
+    g = torch.Generator().manual_seed(2)
+    teachers = [torch.randn(8, 5, generator=g).requires_grad_() for _ in range(2)]
+    students = [torch.randn(8, 5, generator=g).requires_grad_() for _ in range(2)]
+    loss = DINOLoss(5, center_momentum=0.5)
+    loss(students, teachers, 0.04).backward()
+    assert all(s.grad is not None for s in students) and all(t.grad is None for t in teachers)
+    for _ in range(40):  # the EMA converges to the batch mean of the teacher outputs
+        loss(students, teachers, 0.04)
+    torch.testing.assert_close(loss.center[0], torch.cat(teachers).mean(0).detach(), atol=1e-5, rtol=0)
+
+
+def test_dino_loss_checks_its_inputs():
+    with pytest.raises(ValueError, match="student_temperature"):
+        DINOLoss(4, student_temperature=0.0)
+    with pytest.raises(ValueError, match="teacher_temperature"):
+        DINOLoss(4)([torch.randn(2, 4)] * 2, [torch.randn(2, 4)] * 2, 0.0)
+    with pytest.raises(ValueError, match="at least two views"):
+        DINOLoss(4)([torch.randn(2, 4)], [torch.randn(2, 4)], 0.04)

@@ -7,9 +7,10 @@ import torch
 from transformers import AutoModel, ResNetConfig, ResNetModel
 
 from hfssl.contrastive.encoder import ImageEncoder, build_backbone, preset_config
-from hfssl.contrastive.heads import MLPHead
+from hfssl.contrastive.heads import DINOHead, MLPHead
 from hfssl.contrastive.lars import LARS, param_groups
-from hfssl.contrastive.methods import METHODS, MomentumMethod, build_method, cosine_momentum, ema_update
+from hfssl.contrastive.methods import (DINO, METHODS, MomentumMethod, build_method, cosine_momentum, ema_update,
+                                       linear_warmup)
 
 
 def tiny_encoder():
@@ -92,3 +93,38 @@ def test_lars_step_matches_formula():
     trust = 0.01 * 5.0 / g.norm()
     torch.testing.assert_close(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.5 * trust * g)
     torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.5 * 0.5]))  # no decay, no trust ratio on 1-d
+
+
+def test_dino_head_outputs_cosine_scores():
+    head = DINOHead(8, 32, 10, num_layers=3, bottleneck_dim=6)
+    with torch.no_grad():
+        head.last_layer.weight.mul_(7.0)  # the row norms do not matter: the gain is fixed to 1
+    out = head(torch.randn(5, 8))
+    assert out.shape == (5, 10) and out.abs().max() <= 1 + 1e-6
+    assert sum(isinstance(m, torch.nn.Linear) for m in head.mlp) == 3
+
+
+def test_dino_teacher_is_ema_and_multi_crop_trains():
+    model = build_method("dino", tiny_encoder(), hidden_dim=16, out_dim=32)
+    assert isinstance(model, DINO)
+    x1, x2 = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
+    local = [torch.rand(4, 3, 8, 8) for _ in range(3)]
+    model(x1, x2, *local).backward()
+    assert all(p.grad is None for p in [*model.teacher_encoder.parameters(), *model.teacher_head.parameters()])
+    assert any(p.grad.abs().sum() > 0 for p in model.head.parameters())
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in model.teacher_head.parameters()]
+    model.update_target(0.75)
+    for b, t, o in zip(before, model.teacher_head.parameters(), model.head.parameters()):
+        torch.testing.assert_close(t, 0.75 * b + 0.25 * o)
+    model.set_teacher_temperature(0.055)
+    assert "teacher_temperature" in model.state_dict() and float(model.teacher_temperature) == pytest.approx(0.055)
+
+
+def test_linear_warmup():
+    assert linear_warmup(0, 10, 0.04, 0.07) == pytest.approx(0.04)
+    assert linear_warmup(5, 10, 0.04, 0.07) == pytest.approx(0.055)
+    assert linear_warmup(10, 10, 0.04, 0.07) == linear_warmup(99, 10, 0.04, 0.07) == pytest.approx(0.07)
+    assert linear_warmup(0, 0, 0.04, 0.07) == pytest.approx(0.07)

@@ -1,6 +1,7 @@
 """End-to-end runs of recipes/contrastive.py and recipes/image_finetune.py on a tiny ResNet and offline digits."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -98,10 +99,14 @@ def test_rotnet_smoke_loss_falls_and_encoder_loads(tiny_config, tmp_path):
         assert model(pixel_values=torch.rand(2, 3, 16, 16)).pooler_output.flatten(1).shape == (2, 32)
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path):
-    # BYOL exercises the EMA target too; 64 images / 16 per batch = 4 steps per epoch, so the run crosses epochs.
-    common = ["--method", "byol", "--max_train_samples", "64", "--per_device_train_batch_size", "16",
+@pytest.mark.parametrize("method", ["byol", "dino"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_path, method):
+    # BYOL and DINO exercise the EMA target too (DINO also its center, teacher temperature and local crops);
+    # 64 images / 16 per batch = 4 steps per epoch, so the run crosses epochs.
+    common = ["--method", method, "--max_train_samples", "64", "--per_device_train_batch_size", "16",
               "--max_steps", "6", "--checkpointing_steps", "3", "--checkpoints_total_limit", "0"]
+    if method == "dino":
+        common += ["--num_local_crops", "2", "--teacher_temperature_warmup", "4"]
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     contrastive.main(_args(tiny_config, full, *common)[:] + [])
     (resumed / "checkpoints").mkdir(parents=True)
@@ -114,9 +119,25 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_config, tmp_
     # and the whole training state, EMA target included, matches too
     sa = load_file(full / "checkpoints" / "step_00000006" / "model.safetensors")
     sb = load_file(resumed / "checkpoints" / "step_00000006" / "model.safetensors")
-    assert any("target" in k for k in sa)
+    assert any("target" in k or "teacher" in k for k in sa)
     for key in sa:
         torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=0, msg=key)
+
+
+def test_dino_with_multi_crop_trains_and_checkpoints_its_teacher_state(tiny_config, tmp_path):
+    out = tmp_path / "dino"
+    results = contrastive.main(_args(tiny_config, out, "--method", "dino", "--num_local_crops", "2", "--max_steps", "8",
+                                     "--teacher_temperature_warmup", "4", "--learning_rate", "3e-3"))
+    saved = json.loads((out / "all_results.json").read_text())
+    losses = [loss for _, loss in saved["loss_history"]]
+    assert len(losses) == 8 and all(math.isfinite(loss) for loss in losses)
+    # a cross-entropy over the 32 prototypes: positive, and not far above log(K) (a uniform student)
+    assert all(0 < loss < math.log(32) + 0.5 for loss in losses)
+    state = load_file(out / "checkpoints" / "step_00000008" / "model.safetensors")
+    assert float(state["teacher_temperature"]) == pytest.approx(0.07)  # warmed up from 0.04 in 4 steps
+    assert float(state["loss.center"].abs().sum()) > 0
+    assert not any(k.startswith(("teacher", "head", "loss")) for k in load_file(out / "model.safetensors"))
+    assert 0.0 <= results["knn_accuracy"] <= 1.0
 
 
 def test_bad_flags_fail_before_training(tmp_path):
@@ -124,6 +145,8 @@ def test_bad_flags_fail_before_training(tmp_path):
         contrastive.main(["--crop_min_scale", "0", "--output_dir", str(tmp_path)])
     with pytest.raises(ConfigError, match="max_steps"):
         contrastive.main(["--streaming", "--output_dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="num_local_crops"):
+        contrastive.main(["--num_local_crops", "2", "--output_dir", str(tmp_path)])
     with pytest.raises(ConfigError, match="model_name_or_path"):
         image_finetune.main(["--output_dir", str(tmp_path)])
 

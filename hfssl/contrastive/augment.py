@@ -62,6 +62,13 @@ def views_for_method(method: str, image_size: int, *, crop_min_scale: float = 0.
             ViewConfig(**common, **jitter, blur_prob=0.1 if blur else 0.0, solarize_prob=0.2))
 
 
+def local_view(view: ViewConfig, size: int) -> ViewConfig:
+    """DINO's local (multi-crop) view: a small crop of 5-40% of the image, blurred half the time, never solarized
+    (Caron et al. 2021, appendix; the paper's 96-pixel crops of 224-pixel images)."""
+    return dataclasses.replace(view, image_size=size, crop_scale=(0.05, 0.4), blur_prob=0.5 if view.blur_prob else 0.0,
+                               solarize_prob=0.0)
+
+
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(n, generator=gen, device=device) * (high - low) + low
 

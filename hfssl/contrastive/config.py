@@ -42,7 +42,15 @@ class ContrastiveConfig(RunConfig):
     model_name_or_path: str | None = _f(None, "Start from this pretrained transformers vision model (folder or Hub id).")
     projection_hidden_dim: int | None = _f(None, "Hidden size of the projector/predictor (default: the paper's).")
     projection_dim: int | None = _f(None, "Output size of the projector (default: the paper's).")
-    temperature: float | None = _f(None, "Softmax temperature of SimCLR (paper 0.1) / MoCo v3 (paper 0.2).")
+    temperature: float | None = _f(None, "Softmax temperature of SimCLR (paper 0.1) / MoCo v3 (paper 0.2) / the "
+                                         "DINO student (paper 0.1).")
+    teacher_temperature: float = _f(0.07, "DINO: teacher temperature after its warmup (paper 0.04-0.07).")
+    teacher_temperature_warmup: float = _f(0.3, "DINO: the teacher temperature rises linearly from 0.04 to "
+                                                "--teacher_temperature over this many steps if >= 1, else this "
+                                                "fraction of training (paper: 30 epochs).")
+    num_local_crops: int = _f(0, "DINO multi-crop: small views per image seen only by the student (paper 6-10).")
+    local_crop_size: int | None = _f(None, "DINO: side of the local crops (default 3/7 of --image_size, the "
+                                           "paper's 96 of 224).")
     base_momentum: float = _f(0.99, "Starting EMA momentum of the target network (BYOL, MoCo v3); rises to 1 "
                                     "on a cosine schedule.")
     # augmentation
@@ -96,6 +104,13 @@ class ContrastiveConfig(RunConfig):
             raise ConfigError(f"--base_momentum must be in [0, 1), got {self.base_momentum}.")
         if self.learning_rate <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ConfigError("--learning_rate must be > 0 and --warmup_steps, --weight_decay >= 0.")
+        if self.teacher_temperature <= 0 or self.teacher_temperature_warmup < 0:
+            raise ConfigError("--teacher_temperature must be > 0 and --teacher_temperature_warmup >= 0.")
+        if self.num_local_crops < 0 or (self.local_crop_size is not None and self.local_crop_size < 1):
+            raise ConfigError("--num_local_crops must be >= 0 and --local_crop_size >= 1.")
+        if self.num_local_crops and self.method != "dino":
+            raise ConfigError(f"--num_local_crops is DINO's multi-crop; --method {self.method} uses two views. "
+                              f"Drop the flag or use --method dino.")
         if self.temperature is not None and self.temperature <= 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}.")
         if not 0 <= self.validation_split_percentage < 100:

@@ -6,6 +6,8 @@ shrink them with flags for small data without touching code.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 # method -> (projector hidden, projector out, projector layers, predictor hidden or None)
@@ -15,6 +17,7 @@ PAPER_DIMS = {
     "mocov3": (4096, 256, 3, 4096),  # MoCo v3 sec. 4 (ResNet): 3-layer projector, 2-layer predictor
     "vicreg": (8192, 8192, 3, None),  # VICReg sec. 4.1: expander 8192-8192-8192
     "barlowtwins": (8192, 8192, 3, None),  # Barlow Twins sec. 4: projector 8192-8192-8192
+    "dino": (2048, 65536, 3, None),  # DINO sec. 3.1 / appendix: MLP 2048-2048-256, weight-normalized 65536 outputs
     "rotnet": (None, 4, 1, None),  # RotNet (rotation.py): a linear 4-way rotation classifier
 }
 
@@ -37,3 +40,36 @@ class MLPHead(nn.Sequential):
         if last_bn:
             layers.append(nn.BatchNorm1d(out_dim, affine=False))
         super().__init__(*layers)
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head (Caron et al. 2021, sec. 3.1 and the released code).
+
+    A ``num_layers`` MLP with GELU (no BatchNorm by default, as in the paper) down to a ``bottleneck_dim``
+    vector, which is l2-normalized, then a weight-normalized linear layer to ``out_dim`` "prototype" scores.
+    The weight norm's gain is fixed to 1 (the paper's ``norm_last_layer``), so each output row is a unit vector
+    and the scores are cosine similarities: this is what keeps training stable.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 3, bottleneck_dim: int = 256,
+                 batch_norm: bool = False) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}.")
+        layers: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(dim, hidden_dim), *([nn.BatchNorm1d(hidden_dim)] if batch_norm else []), nn.GELU()]
+            dim = hidden_dim
+        layers.append(nn.Linear(dim, bottleneck_dim))
+        self.mlp = nn.Sequential(*layers)
+        for module in self.mlp:
+            if isinstance(module, nn.Linear):  # the released code's init: truncated normal, std 0.02
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+        # Direction of each output row; the row norm (the weight norm's gain) is fixed to 1 in forward.
+        self.last_layer = nn.Linear(bottleneck_dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)
+        return F.linear(x, F.normalize(self.last_layer.weight, dim=1))

@@ -2,8 +2,9 @@
 
 Each method owns its encoder, heads and loss, so the recipe's loop is the same for all of them. BYOL and MoCo v3
 also own a *target* (momentum) copy of the encoder and projector that receives no gradient and is updated after
-each optimizer step with :meth:`MomentumMethod.update_target` using :func:`cosine_momentum`. Keeping the target
-inside the module means ``accelerator.save_state`` checkpoints it with everything else (exact resume).
+each optimizer step with :meth:`MomentumMethod.update_target` using :func:`cosine_momentum`; DINO's teacher the
+same way (:class:`DINO`, whose loss, ``dino_loss.py``, also keeps a center). Keeping the target inside the module
+means ``accelerator.save_state`` checkpoints it with everything else (exact resume).
 
 Both views go through the networks as one concatenated batch: one large matrix multiply is faster than two on
 every device, and BatchNorm then normalizes over both views together (public implementations of the papers differ
@@ -20,8 +21,9 @@ from torch import nn
 
 from .barlow_twins_loss import BarlowTwinsLoss
 from .byol_loss import BYOLLoss
+from .dino_loss import DINOLoss
 from .encoder import ImageEncoder
-from .heads import PAPER_DIMS, MLPHead
+from .heads import PAPER_DIMS, DINOHead, MLPHead
 from .moco_v3_loss import MoCoV3Loss
 from .nt_xent import NTXentLoss
 from .rotation import RotNet
@@ -43,6 +45,13 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
         t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
     for t, o in zip(target.buffers(), online.buffers()):
         t.copy_(o)
+
+
+def linear_warmup(step: int, warmup_steps: int, start: float, end: float) -> float:
+    """``start`` rising linearly to ``end`` over ``warmup_steps`` steps, then ``end`` (DINO's teacher temperature)."""
+    if step >= warmup_steps:
+        return end
+    return start + (end - start) * step / warmup_steps
 
 
 class SimCLR(nn.Module):
@@ -100,9 +109,51 @@ class MomentumMethod(nn.Module):
         ema_update(self.target_projector, self.projector, momentum)
 
 
+class DINO(nn.Module):
+    """DINO: student = encoder + DINO head; teacher = EMA of both (no predictor, no negatives).
+
+    ``model(global1, global2, *local_views)``: the teacher sees the two global views, the student those and any
+    local (multi-crop) views, which must share one size. The teacher's temperature is a buffer that the training
+    loop sets every step (:func:`linear_warmup`), so it is checkpointed and a resumed run continues the schedule.
+    """
+
+    def __init__(self, encoder: ImageEncoder, hidden_dim: int, out_dim: int, num_layers: int,
+                 student_temperature: float, teacher_temperature: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = DINOHead(encoder.dim, hidden_dim, out_dim, num_layers)
+        self.teacher_encoder = copy.deepcopy(encoder)
+        self.teacher_head = copy.deepcopy(self.head)
+        for p in [*self.teacher_encoder.parameters(), *self.teacher_head.parameters()]:
+            p.requires_grad_(False)
+        self.loss = DINOLoss(out_dim, student_temperature)
+        self.register_buffer("teacher_temperature", torch.tensor(float(teacher_temperature)))
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, *local_views: torch.Tensor) -> torch.Tensor:
+        global_views = torch.cat([view1, view2])
+        student = list(self.head(self.encoder(global_views)).chunk(2))
+        if local_views:  # one batch per resolution
+            student += self.head(self.encoder(torch.cat(local_views))).chunk(len(local_views))
+        with torch.no_grad():
+            teacher = list(self.teacher_head(self.teacher_encoder(global_views)).chunk(2))
+        return self.loss(student, teacher, float(self.teacher_temperature))
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        ema_update(self.teacher_encoder, self.encoder, momentum)
+        ema_update(self.teacher_head, self.head, momentum)
+
+    def set_teacher_temperature(self, value: float) -> None:
+        self.teacher_temperature.fill_(value)
+
+
 def build_method(method: str, encoder: ImageEncoder, *, hidden_dim: int | None = None, out_dim: int | None = None,
-                 temperature: float | None = None) -> nn.Module:
-    """The model for ``method`` with the paper's head sizes unless ``hidden_dim`` / ``out_dim`` are given."""
+                 temperature: float | None = None, teacher_temperature: float | None = None) -> nn.Module:
+    """The model for ``method`` with the paper's head sizes unless ``hidden_dim`` / ``out_dim`` are given.
+
+    ``temperature`` is SimCLR's / MoCo v3's softmax temperature and DINO's student temperature;
+    ``teacher_temperature`` is DINO's (starting) teacher temperature.
+    """
     if method not in PAPER_DIMS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
     if method == "rotnet":  # a rotation classifier, not a projector: out_dim is always the 4 rotations
@@ -117,6 +168,8 @@ def build_method(method: str, encoder: ImageEncoder, *, hidden_dim: int | None =
     if method == "mocov3":
         return MomentumMethod(encoder, hidden, out, layers, hidden_dim or pred_hidden,
                               MoCoV3Loss(temperature or 0.2), projector_last_bn=True)
+    if method == "dino":
+        return DINO(encoder, hidden, out, layers, temperature or 0.1, teacher_temperature or 0.04)
     if method == "vicreg":
         return _TwoBranchRedundancy(encoder, hidden, out, layers, VICRegLoss())
     return _TwoBranchRedundancy(encoder, hidden, out, layers, BarlowTwinsLoss())
