@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 "lr_scheduler_type", "warmup_steps", "max_steps", "mixed_precision", "seed")},
             "compute": {"processes": accelerator.num_processes, "device": accelerator.device.type, "tokens_seen": tokens_seen,
                         "train_runtime_s": results["train_runtime"]},
-            "results": {k: metrics[k] for k in ("eval_loss", "perplexity") if k in metrics},
+            "results": {k: metrics[k] for k in ("eval_loss", "perplexity") if k in metrics}, "results_split": "validation",
             "loss_history": loss_history, "eval_history": eval_history})
         print(f"Saved the model to {output_dir.resolve()} — eval_loss {metrics.get('eval_loss', float('nan')):.4f}, "
               f"perplexity {metrics.get('perplexity', float('nan')):.2f}, {results['train_tokens_per_second']:,.0f} tokens/s, "
