@@ -60,7 +60,8 @@ def _imagefolder(train_dir: str | None, validation_dir: str | None, streaming: b
         if not Path(folder).is_dir():
             raise DataError(f"{flag} {folder} is not a folder. Pass a folder of images (optionally one subfolder per "
                             f"class).")
-        if not any(p.suffix.lower() in _image_extensions() for p in Path(folder).rglob("*") if p.is_file()):
+        extensions = _image_extensions()
+        if not any(p.suffix.lower() in extensions for p in Path(folder).rglob("*") if p.is_file()):
             raise DataError(f"{flag} {folder} holds no image files (.jpg, .png, .webp... in it or its subfolders). "
                             f"Pass the folder that holds the images.")
         files[split] = os.path.join(folder, "**")
