@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hfssl.word2vec.loss import NegativeSamplingLoss
-from hfssl.word2vec.update import CbowBatch, WindowBatch, Workspace, cbow_update, rows_sorted, skipgram_update
+from hfssl.word2vec.update import CbowBatch, WindowBatch, Workspace, cbow_batches, cbow_update, rows_sorted, skipgram_update
 
 
 def _tables(vocab: int, dim: int, seed: int):
@@ -119,3 +119,30 @@ def test_rows_sorted_groups_positions_by_row_stably_beyond_16_bit_ids():
     assert order.tolist() == [1, 4, 6, 3, 5, 0, 2]
     assert starts.tolist() == [0, 3, 4, 5]
     assert [len(g) for g in np.split(ids[order], starts[1:])] == [3, 1, 1, 2]
+
+
+def test_cbow_batches_of_a_chunk_step_like_batches_built_one_by_one():
+    """cbow_batches lays out a whole chunk at once and slices it into batches; each slice must be the batch that
+    CbowBatch.build makes from that window range alone (checked by the step it takes), ids beyond 16 bits too."""
+    vocab, dim, n, k, per_batch = 70010, 4, 11, 3, 4
+    gen = np.random.default_rng(3)
+    lengths = gen.integers(1, 7, size=n)
+    contexts = gen.choice([5, 9, 65540, 70003, 12], size=int(lengths.sum()))  # repeated rows, some above 2^16
+    centers = gen.choice([9, 65540, 7], size=n)
+    negatives = gen.choice([5, 7, 9, 65541, 70003], size=(n, k))
+    negatives[0, 0] = centers[0]
+    w_in, w_out = _tables(vocab, dim, seed=4)
+    ws = Workspace(dtype=torch.float64)
+    chunked_in, chunked_out = w_in.clone(), w_out.clone()
+    batches = cbow_batches(centers, contexts, lengths, negatives, per_batch, torch.float64)
+    assert [len(b.targets) for b in batches] == [4, 4, 3]
+    ends = np.cumsum(lengths)
+    for i, batch in enumerate(batches):
+        lo, hi = i * per_batch, min((i + 1) * per_batch, n)
+        alone = CbowBatch.build(centers[lo:hi], contexts[ends[lo] - lengths[lo] : ends[hi - 1]], lengths[lo:hi], negatives[lo:hi],
+                                torch.float64)
+        got_loss, _ = cbow_update(chunked_in, chunked_out, batch, 0.1, ws, vocab)
+        want_loss, _ = cbow_update(w_in, w_out, alone, 0.1, ws, vocab)
+        assert float(got_loss) == pytest.approx(float(want_loss), rel=1e-12)
+        assert torch.allclose(chunked_in, w_in, atol=1e-12) and torch.allclose(chunked_out, w_out, atol=1e-12)
+    assert not torch.equal(w_in, _tables(vocab, dim, seed=4)[0])  # the steps did change the tables

@@ -6,7 +6,7 @@ import numpy as np
 
 from hfssl.word2vec.model import chunk_bounds
 from hfssl.word2vec.vocab import EncodedCorpus
-from hfssl.word2vec.windows import AliasSampler, build_windows, sentence_index
+from hfssl.word2vec.windows import AliasSampler, build_ragged_windows, build_windows, sentence_index
 
 PAD = 1000
 
@@ -62,3 +62,23 @@ def test_one_word_sentences_give_no_windows_and_chunks_cut_at_sentences():
     assert bounds[0] == (0, 30) and bounds[-1][1] == 100
     assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
     assert sentence_index(corpus.starts, 25, 60).tolist() == [0] * 5 + [1] * 25 + [2] * 5
+
+
+def test_ragged_windows_are_the_padded_windows_without_padding():
+    """CBOW's ragged builder makes the same windows as the padded one (same draws, same order, same contexts)."""
+    gen = np.random.default_rng(0)
+    ids = gen.integers(0, 50, size=400)
+    sentence = np.sort(gen.integers(0, 60, size=400))  # many short sentences, some of one word
+    keep_prob = gen.random(PAD)
+    for seed in range(3):
+        groups = _windows(ids, sentence, window=5, keep_prob=keep_prob, seed=seed)
+        ragged = build_ragged_windows(ids, sentence, keep_prob=keep_prob, window=5, negative=3, noise=AliasSampler(np.ones(PAD)),
+                                      rng=np.random.default_rng(seed))
+        real = [g.contexts != PAD for g in groups]
+        assert np.array_equal(ragged.centers, np.concatenate([g.centers for g in groups]))
+        assert np.array_equal(ragged.lengths, np.concatenate([r.sum(1) for r in real]))
+        assert np.array_equal(ragged.contexts, np.concatenate([g.contexts[r] for g, r in zip(groups, real)]))
+        assert ragged.negatives.shape == (len(ragged.centers), 3)
+    empty = build_ragged_windows(np.array([5, 6]), np.array([0, 1]), keep_prob=np.ones(PAD), window=3, negative=3,
+                                 noise=AliasSampler(np.ones(PAD)), rng=np.random.default_rng(0))
+    assert len(empty.centers) == 0 and len(empty.contexts) == 0

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .update import CbowBatch, WindowBatch, Workspace, cbow_update, skipgram_update
+from .update import CbowBatch, WindowBatch, Workspace, cbow_batches, cbow_update, skipgram_update
 from .vocab import EncodedCorpus, keep_probabilities, noise_distribution
-from .windows import AliasSampler, build_windows, sentence_index
+from .windows import AliasSampler, build_ragged_windows, build_windows, sentence_index
 
 
 class Word2VecModel(nn.Module):
@@ -77,24 +77,14 @@ def chunk_windows(corpus: EncodedCorpus, bounds: tuple[int, int], *, window: int
     ``max_windows`` bounds how many updates of one frequent word are summed in a step: 1024 is stable at
     word2vec's learning rates; 4096 diverged (NaN) on the KJV corpus in skip-gram."""
     lo, hi = bounds
-    groups = build_windows(corpus.ids[lo:hi], sentence_index(corpus.starts, lo, hi), keep_prob=keep_prob, window=window,
-                           negative=negative, noise=noise, pad_id=pad_id, rng=rng)
-    if not groups:
-        return []
+    sentence = sentence_index(corpus.starts, lo, hi)
     if not sg:
-        # CBOW needs no padding: flatten every window's real context words, then cut into batches.
-        valid = [g.contexts != pad_id for g in groups]
-        centers = np.concatenate([g.centers for g in groups])
-        negatives = np.concatenate([g.negatives for g in groups])
-        lengths = np.concatenate([v.sum(1) for v in valid])
-        contexts = np.concatenate([g.contexts[v] for g, v in zip(groups, valid)])
-        ends = np.cumsum(lengths)
-        batches = []
-        for start in range(0, len(centers), max_windows):
-            stop = min(start + max_windows, len(centers))
-            lo_slot, hi_slot = (ends[start - 1] if start else 0), ends[stop - 1]
-            batches.append(CbowBatch.build(centers[start:stop], contexts[lo_slot:hi_slot], lengths[start:stop], negatives[start:stop]))
-        return batches
+        # CBOW needs no padding: ragged windows for the whole chunk, cut into batches.
+        ragged = build_ragged_windows(corpus.ids[lo:hi], sentence, keep_prob=keep_prob, window=window, negative=negative,
+                                      noise=noise, rng=rng)
+        return cbow_batches(ragged.centers, ragged.contexts, ragged.lengths, ragged.negatives, max_windows)
+    groups = build_windows(corpus.ids[lo:hi], sentence, keep_prob=keep_prob, window=window,
+                           negative=negative, noise=noise, pad_id=pad_id, rng=rng)
     batches = []
     for group in groups:
         centers, contexts, negatives = (torch.from_numpy(a) for a in (group.centers, group.contexts, group.negatives))

@@ -7,8 +7,10 @@ For one chunk this does, in order and in the same way as word2vec C and gensim:
    are used more often (a word at distance ``k`` is in the window with probability ``(window - k + 1) / window``);
 3. the context of a kept word is the kept words at distance ``1..b`` on either side within the same sentence.
 
-Windows are grouped by ``b`` so each group is a dense ``[n, 2b]`` matrix of context ids (``pad_id`` where a
-window runs past a sentence edge) that the update step can gather and multiply without per-word loops.
+Skip-gram (:func:`build_windows`) groups windows by ``b`` so each group is a dense ``[n, 2b]`` matrix of context
+ids (``pad_id`` where a window runs past a sentence edge) that the update step can gather and multiply without
+per-word loops. CBOW (:func:`build_ragged_windows`) needs no padding: the same windows, in the same order, come
+as one flat array of context ids plus a length per window, built with ``np.repeat``/``cumsum`` arithmetic.
 Each window's ``negative`` noise words are drawn here too, shared by the pairs of that window (see ``update.py``).
 """
 
@@ -25,6 +27,17 @@ class WindowGroup:
 
     centers: np.ndarray  # int64 [n]
     contexts: np.ndarray  # int64 [n, 2b], pad_id where there is no word
+    negatives: np.ndarray  # int64 [n, negative]
+
+
+@dataclass
+class RaggedWindows:
+    """The windows of a chunk without padding: window ``i`` has context words
+    ``contexts[ends[i] - lengths[i]:ends[i]]`` with ``ends = cumsum(lengths)``."""
+
+    centers: np.ndarray  # int64 [n]
+    contexts: np.ndarray  # int64 [sum(lengths)]
+    lengths: np.ndarray  # int64 [n], each >= 1
     negatives: np.ndarray  # int64 [n, negative]
 
 
@@ -98,3 +111,46 @@ def build_windows(
         negatives = noise.sample(rng, (len(rows), negative))
         groups.append(WindowGroup(kept[rows], contexts, negatives))
     return groups
+
+
+def build_ragged_windows(
+    ids: np.ndarray,
+    sentence: np.ndarray,
+    *,
+    keep_prob: np.ndarray,
+    window: int,
+    negative: int,
+    noise: "AliasSampler",
+    rng: np.random.Generator,
+) -> RaggedWindows:
+    """:func:`build_windows` without padding, for CBOW: the same subsampling and window draws, the same windows
+    in the same order (grouped by half-width ``b``, then by position; each window's contexts left to right), but
+    every window's context words are one contiguous run of the kept words (the centre excluded), so the whole
+    chunk is built with a handful of vectorised ops instead of a dense matrix per ``b`` that is then stripped.
+    The negatives are drawn in one call for the whole chunk.
+    """
+    keep = rng.random(len(ids)) < keep_prob[ids]
+    kept = ids[keep].astype(np.int64)
+    sent = sentence[keep]
+    n = len(kept)
+    half = rng.integers(1, window + 1, size=n)
+    # First and last kept position of each word's sentence (sentences are consecutive runs of ``sent``).
+    new_sentence = np.empty(n, dtype=bool)
+    new_sentence[:1] = True
+    np.not_equal(sent[1:], sent[:-1], out=new_sentence[1:])
+    run_starts = np.flatnonzero(new_sentence)
+    run = np.cumsum(new_sentence) - 1
+    position = np.arange(n)
+    first = np.maximum(position - half, run_starts[run])
+    last = np.minimum(position + half, np.append(run_starts[1:], n)[run] - 1)
+    # Windows grouped by b (a stable counting sort on the small ints), skipping windows with no context word
+    # (a one-word sentence), as build_windows does.
+    order = np.argsort(half.astype(np.uint8 if window < 256 else np.int64), kind="stable")
+    order = order[last[order] > first[order]]
+    lengths = last[order] - first[order]
+    # Slot j of window i reads kept position first_i + j, stepping over the centre.
+    ends = np.cumsum(lengths)
+    shift = np.repeat(first[order] - (ends - lengths), lengths)
+    pos = np.arange(ends[-1] if len(ends) else 0) + shift
+    pos += pos >= np.repeat(order, lengths)
+    return RaggedWindows(kept[order], kept[pos], lengths, noise.sample(rng, (len(order), negative)))
