@@ -282,7 +282,8 @@ def cbow_update(w_in: torch.Tensor, w_out: torch.Tensor, batch: CbowBatch, lr: f
     # sum_t g_t u_t, read before w_out changes: an embedding_bag over the target rows weighted by g (~2x faster than a bmm).
     dh = F.embedding_bag(batch.targets.view(-1), w_out, batch.target_offsets, mode="sum", per_sample_weights=g.view(-1))
     # u_t += g_t h for every (window, target), summed per distinct target word.
-    out_sum = F.embedding_bag(batch.out_windows, h, batch.out_starts, mode="sum", per_sample_weights=g.view(-1)[batch.out_slots])
+    weights = torch.index_select(g.view(-1), 0, batch.out_slots)  # ~2x faster than g.view(-1)[out_slots]
+    out_sum = F.embedding_bag(batch.out_windows, h, batch.out_starts, mode="sum", per_sample_weights=weights)
     w_out.index_add_(0, batch.out_rows, out_sum)
     # Every context word of a window gets the full dh (cbow_mean=1), summed per distinct context word.
     in_sum = F.embedding_bag(batch.in_windows, dh, batch.in_starts, mode="sum")
