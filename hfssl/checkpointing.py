@@ -48,7 +48,7 @@ def prepare_output_dir(output_dir: str | Path, *, overwrite: bool, resuming: boo
         )
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".hfssl-write-test"
+        probe = path / f".hfssl-write-test-{os.getpid()}"  # per process: ranks that probe at once never collide
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from hfssl.checkpointing import NonFiniteLossError, OutputDirError, prepare_output_dir, resolve_trainer_resume
 from hfssl.config import ConfigError, parse_config, save_config
 from hfssl.data.text import DataError
+from hfssl.distributed import no_accelerator
 from hfssl.finetune.config import FinetuneConfig
 from hfssl.finetune.data import (check_columns, check_texts, encode_splits, glue_task, load_glue_splits, load_local_splits,
                                  local_task_for, resolve_labels, select_splits)
@@ -51,9 +52,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     report_to = tracker_names(cfg.report_to)
     check_checkpoint(cfg.model_name_or_path)
     tokenizer = load_tokenizer(cfg.model_name_or_path)
-    state = PartialState()
-    with state.main_process_first():  # rank 0 creates the folder; the others then see it, not a race
+    state = PartialState(cpu=no_accelerator())  # as TrainingArguments(use_cpu=...) below: CPU torchrun is multi-process
+    if state.is_main_process:  # one process checks and creates the folder; the others could see its files as a clash
         prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
+    state.wait_for_everyone()
     started = time.time()
 
     # ---- 2. Labelled data: GLUE from the Hub, local files, or the offline fortunes task ------------------------
@@ -178,6 +180,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "eval_history": [(e["step"], v) for e in history for k, v in e.items() if k.endswith("eval_loss")
                              or k == "eval_loss"],
         })
+    # No collective op follows, so end the process group here rather than at interpreter exit, where its gloo threads
+    # can abort the process (hfssl/distributed.py). The barrier comes first: its wait releases the GIL, so a gloo
+    # worker still freeing the last gather's tensors can finish; otherwise freeing the DDP model when main() returns
+    # joins that worker while holding the GIL it waits for (a deadlock seen in tests/test_finetune_recipe.py).
+    state.wait_for_everyone()
+    state.destroy_process_group()
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
     if cfg.push_to_hub and trainer.is_world_process_zero():

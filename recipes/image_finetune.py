@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from accelerate import PartialState
 from transformers import (AutoConfig, AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments,
                           set_seed)
 
@@ -26,6 +27,7 @@ from hfssl.config import ConfigError, RunConfig, parse_config, save_config
 from hfssl.contrastive.augment import normalize, to_float
 from hfssl.contrastive.data import ImageCollator, load_image_splits
 from hfssl.data.text import DataError
+from hfssl.distributed import no_accelerator
 from hfssl.finetune.non_finite import StopOnNonFiniteLoss
 from hfssl.hub import CheckpointPusher, HubError, PushCheckpointsCallback, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
@@ -81,7 +83,11 @@ class ImageFinetuneConfig(RunConfig):
 def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = parse_config(ImageFinetuneConfig, argv)
     check_push_ready(cfg.push_to_hub, cfg.hub_model_id)
-    prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
+    # cpu=no_accelerator(), as in TrainingArguments(use_cpu=...) below: torchrun on CPU then gives a gloo process group.
+    state = PartialState(cpu=no_accelerator())
+    if state.is_main_process:  # one process checks and creates the folder; the others could see its files as a clash
+        prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
+    state.wait_for_everyone()
     processor = AutoImageProcessor.from_pretrained(cfg.model_name_or_path)
     size = processor.size["height"]
 
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps, lr_scheduler_type="cosine", eval_strategy="epoch", save_strategy="epoch",
         save_total_limit=cfg.checkpoints_total_limit or None, logging_steps=cfg.logging_steps,
-        bf16=cfg.mixed_precision == "bf16", report_to=tracker_names(cfg.report_to) or "none",
+        bf16=cfg.mixed_precision == "bf16", use_cpu=no_accelerator(), report_to=tracker_names(cfg.report_to) or "none",
         remove_unused_columns=False,  # the image column is decoded by our collator, not by the model
     )
     # --hub_push_checkpoints: each checkpoint-N is uploaded in the background, as in the other recipes.
@@ -155,6 +161,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "results": {"accuracy": metrics["eval_accuracy"]}, "results_dataset": "validation split",
             "loss_history": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
         })
+    # No collective op follows, so end the process group here rather than at interpreter exit, where its gloo threads
+    # can abort the process (hfssl/distributed.py). The barrier comes first: its wait releases the GIL, so a gloo
+    # worker still freeing the last gather's tensors can finish; otherwise freeing the DDP model when main() returns
+    # joins that worker while holding the GIL it waits for (a deadlock seen in tests/test_finetune_recipe.py).
+    state.wait_for_everyone()
+    state.destroy_process_group()
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
     if cfg.push_to_hub and trainer.is_world_process_zero():

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,12 +85,15 @@ def main(argv: list[str] | None = None) -> dict:
         if path and not os.path.isfile(path):
             raise ConfigError(f"Evaluation file {path} does not exist. Fix the path, or pass 'none'.")
     resume_path = resolve_resume_path(cfg.resume_from_checkpoint, cfg.output_dir)
-    output_dir = prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
 
     # 2. Accelerator: device, processes, trackers.
+    output_dir = Path(cfg.output_dir)
     accelerator = Accelerator(cpu=no_accelerator(), log_with=tracker_names(cfg.report_to) or None, project_dir=str(output_dir))
+    if accelerator.is_main_process:  # one process checks and creates the folder; the others could see its files as a clash
+        prepare_output_dir(output_dir, overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
+    accelerator.wait_for_everyone()
     set_seed(cfg.seed)
 
     # 3. Data: every process reads and encodes the whole corpus (deterministically) and trains its own chunks.

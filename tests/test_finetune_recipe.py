@@ -230,6 +230,8 @@ def test_torchrun_two_processes(tiny_bert, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((out / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["train_batch_size"] == 2 and state["global_step"] == 3
+    # Data parallel, not two independent runs: 3 steps x 2 processes x 2 examples cover the 12 training rows once.
+    assert state["epoch"] == pytest.approx(1.0)
     assert len((out / "predict_results.tsv").read_text().splitlines()) == 7  # header + 6 test rows, once
     assert json.loads((out / "all_results.json").read_text())["eval_accuracy"] >= 0
 

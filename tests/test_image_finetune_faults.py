@@ -1,17 +1,19 @@
-"""recipes/image_finetune.py (transformers Trainer) under faults: a kill while a checkpoint is being written, and a
-NaN loss. The same guards as recipes/finetune.py (tests/test_finetune_faults.py): 'latest' skips a half-written
-checkpoint-N, and a non-finite loss stops the run before it is saved."""
+"""recipes/image_finetune.py (transformers Trainer) under faults: a kill while a checkpoint is being written, a NaN
+loss, and two processes. The same guards as recipes/finetune.py (tests/test_finetune_faults.py): 'latest' skips a
+half-written checkpoint-N, a non-finite loss stops the run before it is saved, and torchrun on CPU trains one
+data-parallel model rather than two independent ones."""
 
 from __future__ import annotations
 
 import json
 import signal
+import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_recipe
+from conftest import recipe_env, run_recipe
 from faults import launch_with_fault
 
 SAVE_STATE_FN = "transformers.trainer_callback:TrainerState.save_to_json"  # the last file of each checkpoint-N
@@ -60,3 +62,13 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-4"]
     assert json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())["global_step"] == 4
     assert not (out / "model.safetensors").exists()
+
+
+def test_torchrun_two_processes_split_the_data(encoder, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    run_recipe("image_finetune.py", *_args(encoder, out, "--num_train_epochs", "1"), launcher=launcher, timeout=300)
+    state = json.loads((out / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    # 64 images, 16 per process per step, 2 processes: one epoch is 2 steps (a lone process would need 4).
+    assert state["global_step"] == 2 and state["epoch"] == pytest.approx(1.0)
+    assert (out / "model.safetensors").is_file() and 0 <= json.loads((out / "all_results.json").read_text())["eval_accuracy"] <= 1

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..checkpointing import CHECKPOINTS_DIR
 from ..config import ConfigError, RunConfig
+from ..distributed import no_accelerator
 from .fortunes import DEFAULT_CATEGORIES
 from .pretrained import DEFAULT_CHECKPOINT
 from .tasks import GLUE_DATASET, GLUE_TASKS
@@ -105,7 +106,6 @@ class FinetuneConfig(RunConfig):
 
     def training_arguments(self, main_metric: str, report_to: list[str]):
         """``TrainingArguments`` for this run: evaluate and save together so the best checkpoint can be restored."""
-        import torch
         from transformers import TrainingArguments
 
         # Evaluation and saving share one schedule: each epoch, or every checkpointing_steps steps.
@@ -124,8 +124,9 @@ class FinetuneConfig(RunConfig):
             num_train_epochs=self.num_train_epochs,
             max_steps=self.max_steps,
             bf16=self.mixed_precision == "bf16",
-            # Trainer refuses bf16 without a GPU unless told to run on the CPU, where autocast supports bf16 too.
-            use_cpu=self.mixed_precision == "bf16" and not torch.cuda.is_available(),
+            # Without a GPU, say so: only then does Accelerate turn torchrun's environment into a gloo process group
+            # (otherwise each CPU process trains its own model on all the data), and Trainer accepts bf16 on CPU.
+            use_cpu=no_accelerator(),
             fp16=self.mixed_precision == "fp16",
             eval_strategy=strategy,
             save_strategy=strategy,
