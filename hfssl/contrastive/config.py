@@ -1,10 +1,12 @@
-"""``ContrastiveConfig``: every flag of ``recipes/contrastive.py``, its default and its checks."""
+"""``ContrastiveConfig``: every flag of ``recipes/contrastive.py``, its default and its checks (the image-data
+flags, shared with MAE, come from :class:`hfssl.contrastive.data.ImageDataArguments`)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from ..config import ConfigError, RunConfig
+from .data import ImageDataArguments
 from .encoder import BACKBONES
 from .heads import PAPER_DIMS
 
@@ -14,25 +16,10 @@ def _f(default, help: str, **extra):  # noqa: A002 - "help" mirrors argparse
 
 
 @dataclasses.dataclass
-class ContrastiveConfig(RunConfig):
+class ContrastiveConfig(ImageDataArguments, RunConfig):
     output_dir: str = _f("outputs/contrastive", "Where checkpoints and the final encoder go.")
     method: str = _f("simclr", "Self-supervised method.", choices=list(PAPER_DIMS))
-    # data
-    dataset_name: str | None = _f(None, "Hub dataset with an image column (e.g. cifar10). Neither this nor "
-                                        "--train_dir: scikit-learn's bundled digits (offline).")
-    dataset_config_name: str | None = _f(None, "Configuration of --dataset_name.")
-    dataset_revision: str | None = _f(None, "Git revision of --dataset_name to pin: a branch, tag or commit sha of "
-                                            "the Hub dataset repo (default: the latest).")
-    train_dir: str | None = _f(None, "Folder of training images; class subfolders become labels for evaluation.")
-    validation_dir: str | None = _f(None, "Folder of labelled validation images for kNN / linear-probe evaluation.")
-    image_column: str | None = _f(None, "Column holding the images (default: image/img or the image-typed column).")
-    label_column: str | None = _f(None, "Column holding class labels, used only for evaluation (default: label).")
-    streaming: bool = _f(False, "Stream the dataset instead of downloading it (needs --max_steps).")
-    validation_split_percentage: int = _f(10, "Percent of train held out for evaluation when there is no "
-                                              "validation split.")
-    max_train_samples: int | None = _f(None, "Use only the first N training images (quick runs).")
-    max_eval_samples: int = _f(10000, "Images used as kNN memory bank / probe training set, and as queries.")
-    dataloader_num_workers: int = _f(0, "Worker processes decoding images.")
+    # data (where the images come from: the flags of ImageDataArguments)
     image_size: int = _f(16, "Side of the square training views, in pixels (16 suits the 8x8 offline digits; use 32 "
                              "for CIFAR, 224 for ImageNet-style data).")
     # model
@@ -79,14 +66,9 @@ class ContrastiveConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dataset_name and self.train_dir:
-            raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
-        if self.validation_dir and not self.train_dir:
-            raise ConfigError("--validation_dir needs --train_dir.")
+        self.check_image_data(self.max_steps)
         if self.config_name and self.model_name_or_path:
             raise ConfigError("--config_name builds from scratch and --model_name_or_path loads weights; pass one.")
-        if self.streaming and self.max_steps <= 0:
-            raise ConfigError("--streaming datasets have no length: pass --max_steps N.")
         for name in ("image_size", "per_device_train_batch_size", "per_device_eval_batch_size",
                      "gradient_accumulation_steps", "knn_k"):
             if getattr(self, name) < 1:
@@ -113,5 +95,3 @@ class ContrastiveConfig(RunConfig):
                               f"Drop the flag or use --method dino.")
         if self.temperature is not None and self.temperature <= 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}.")
-        if not 0 <= self.validation_split_percentage < 100:
-            raise ConfigError("--validation_split_percentage must be in [0, 100).")

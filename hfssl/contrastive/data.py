@@ -9,6 +9,7 @@ any PIL mode (L, RGBA, P, CMYK, I;16 ...) is converted to RGB. The loader only d
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import warnings
@@ -115,6 +116,47 @@ def resolve_column(names: list[str] | None, wanted: str | None, candidates: tupl
     if required:
         raise DataError(f"Cannot tell which column holds the {what}s among {names}. Pass {flag} NAME.")
     return None
+
+
+def _f(default, help: str):  # noqa: A002 - "help" mirrors argparse
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass
+class ImageDataArguments:
+    """The image-data flags of the image pretraining recipes (contrastive, MAE): where the images come from.
+
+    Recipe configs inherit them next to :class:`hfssl.config.RunConfig` (``class MAEConfig(ImageDataArguments,
+    RunConfig)``), so every recipe gives the same flags, defaults and help, defined only here. Most of them go
+    straight to :func:`load_image_splits`; :meth:`check_image_data` rejects impossible combinations before any work.
+    """
+
+    dataset_name: str | None = _f(None, "Hub dataset with an image column (e.g. cifar10). Neither this nor "
+                                        "--train_dir: scikit-learn's bundled digits (offline).")
+    dataset_config_name: str | None = _f(None, "Configuration of --dataset_name.")
+    dataset_revision: str | None = _f(None, "Git revision of --dataset_name to pin: a branch, tag or commit sha of "
+                                            "the Hub dataset repo (default: the latest).")
+    train_dir: str | None = _f(None, "Folder of training images; class subfolders become labels for evaluation.")
+    validation_dir: str | None = _f(None, "Folder of labelled validation images for kNN / linear-probe evaluation.")
+    image_column: str | None = _f(None, "Column holding the images (default: image/img or the image-typed column).")
+    label_column: str | None = _f(None, "Column holding class labels, used only for evaluation (default: label).")
+    streaming: bool = _f(False, "Stream the dataset instead of downloading it (needs --max_steps).")
+    validation_split_percentage: int = _f(10, "Percent of train held out for evaluation when there is no "
+                                              "validation split.")
+    max_train_samples: int | None = _f(None, "Use only the first N training images (quick runs).")
+    max_eval_samples: int = _f(10000, "Images used as kNN memory bank / probe training set, and as queries.")
+    dataloader_num_workers: int = _f(0, "Worker processes decoding images.")
+
+    def check_image_data(self, max_steps: int) -> None:
+        """Raise :class:`ConfigError` for data flags that cannot work together (``max_steps``: the run's)."""
+        if self.dataset_name and self.train_dir:
+            raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+        if self.validation_dir and not self.train_dir:
+            raise ConfigError("--validation_dir needs --train_dir.")
+        if self.streaming and max_steps <= 0:
+            raise ConfigError("--streaming datasets have no length: pass --max_steps N.")
+        if not 0 <= self.validation_split_percentage < 100:
+            raise ConfigError("--validation_split_percentage must be in [0, 100).")
 
 
 def load_image_splits(*, dataset_name: str | None, dataset_config_name: str | None = None,

@@ -1,4 +1,5 @@
-"""``MAEConfig``: every flag of ``recipes/mae.py``, its default and its checks.
+"""``MAEConfig``: every flag of ``recipes/mae.py``, its default and its checks (the image-data flags, shared with
+the contrastive recipe, come from :class:`hfssl.contrastive.data.ImageDataArguments`).
 
 The defaults are the offline default run (``recipes/configs/mae/digits.yaml``): scikit-learn's digits upscaled to
 32 px, a tiny ViT (4-px patches, 64 tokens) that trains on two CPU cores in minutes.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import ConfigError, RunConfig
+from ..contrastive.data import ImageDataArguments
 
 
 def _f(default, help: str, **extra):  # noqa: A002 - "help" mirrors argparse
@@ -16,26 +18,11 @@ def _f(default, help: str, **extra):  # noqa: A002 - "help" mirrors argparse
 
 
 @dataclasses.dataclass
-class MAEConfig(RunConfig):
+class MAEConfig(ImageDataArguments, RunConfig):
     output_dir: str = _f("outputs/mae", "Where checkpoints and the final encoder go.")
     mixed_precision: str = _f("bf16", "bf16 (default; fast on GPUs and CPUs with AVX512-BF16), fp16 (GPU) or no.",
                               choices=["no", "bf16", "fp16"])
-    # data
-    dataset_name: str | None = _f(None, "Hub dataset with an image column (e.g. cifar10). Neither this nor "
-                                        "--train_dir: scikit-learn's bundled digits (offline).")
-    dataset_config_name: str | None = _f(None, "Configuration of --dataset_name.")
-    dataset_revision: str | None = _f(None, "Git revision of --dataset_name to pin: a branch, tag or commit sha of "
-                                            "the Hub dataset repo (default: the latest).")
-    train_dir: str | None = _f(None, "Folder of training images; class subfolders become labels for evaluation.")
-    validation_dir: str | None = _f(None, "Folder of labelled validation images for kNN / linear-probe evaluation.")
-    image_column: str | None = _f(None, "Column holding the images (default: image/img or the image-typed column).")
-    label_column: str | None = _f(None, "Column holding class labels, used only for evaluation (default: label).")
-    streaming: bool = _f(False, "Stream the dataset instead of downloading it (needs --max_steps).")
-    validation_split_percentage: int = _f(10, "Percent of train held out for evaluation when there is no "
-                                              "validation split.")
-    max_train_samples: int | None = _f(None, "Use only the first N training images (quick runs).")
-    max_eval_samples: int = _f(10000, "Images used as kNN memory bank / probe training set, and as queries.")
-    dataloader_num_workers: int = _f(0, "Worker processes decoding images.")
+    # data (where the images come from: the flags of ImageDataArguments)
     image_size: int = _f(32, "Side of the square training images in pixels (the paper: 224).")
     # augmentation (the paper: random resized crop, scale 0.2-1, and horizontal flip; nothing else)
     crop_min_scale: float = _f(0.2, "Smallest crop area as a fraction of the image (random resized crop).")
@@ -76,18 +63,13 @@ class MAEConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dataset_name and self.train_dir:
-            raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
+        self.check_image_data(self.max_steps)
         if self.dataset_revision and not self.dataset_name:  # checked here too: the recipe builds its model first
             raise ConfigError(f"--dataset_revision {self.dataset_revision} pins a version of a Hub dataset, but the "
                               f"data here is local images, which have no revision. Drop --dataset_revision, or pass "
                               f"--dataset_name with it.")
-        if self.validation_dir and not self.train_dir:
-            raise ConfigError("--validation_dir needs --train_dir.")
         if self.config_name and self.model_name_or_path:
             raise ConfigError("--config_name builds from scratch and --model_name_or_path loads weights; pass one.")
-        if self.streaming and self.max_steps <= 0:
-            raise ConfigError("--streaming datasets have no length: pass --max_steps N.")
         for name in ("image_size", "patch_size", "per_device_train_batch_size", "per_device_eval_batch_size",
                      "gradient_accumulation_steps", "knn_k", "hidden_size", "num_hidden_layers",
                      "num_attention_heads", "intermediate_size", "decoder_hidden_size", "decoder_num_hidden_layers",
@@ -112,5 +94,3 @@ class MAEConfig(RunConfig):
             raise ConfigError("--learning_rate must be > 0 and --warmup_steps, --weight_decay >= 0.")
         if not 0 <= self.adam_beta2 < 1:
             raise ConfigError(f"--adam_beta2 must be in [0, 1), got {self.adam_beta2}.")
-        if not 0 <= self.validation_split_percentage < 100:
-            raise ConfigError("--validation_split_percentage must be in [0, 100).")
