@@ -96,6 +96,27 @@ class RunConfig:
                               "--hub_model_id your-name/your-model, or drop --hub_push_checkpoints.")
 
 
+def check_text_pretraining(cfg: Any) -> None:
+    """The checks ``recipes/clm.py`` and ``recipes/mlm.py`` share, on the flags both configs have.
+
+    Sizes, batch sizes and the learning rate positive; decay, warmup and step counts not negative; dropout a
+    probability; a streamed dataset (no length) needs ``max_steps``; some number of steps to train. Each recipe's
+    ``__post_init__`` calls this, then checks what is its own (e.g. the shortest useful ``max_seq_length``).
+    """
+    for name in ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                 "max_seq_length", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}.")
+    if cfg.weight_decay < 0 or cfg.warmup_steps < 0 or cfg.max_steps < 0 or cfg.eval_steps < 0:
+        raise ConfigError("weight_decay, warmup_steps, max_steps and eval_steps must not be negative.")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}.")
+    if cfg.streaming and cfg.max_steps <= 0:
+        raise ConfigError("A streamed dataset has no length: pass --max_steps.")
+    if cfg.max_steps <= 0 and cfg.num_train_epochs <= 0:
+        raise ConfigError("Set --max_steps or --num_train_epochs to a positive value.")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

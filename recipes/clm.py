@@ -34,7 +34,7 @@ from hfssl.clm.evaluation import evaluate_clm
 from hfssl.clm.model_factory import build_model, check_tokenizer
 from hfssl.clm.objective import CausalLMObjective
 from hfssl.clm.throughput import decoder_flops_per_token
-from hfssl.config import ConfigError, RunConfig, parse_config, save_config
+from hfssl.config import ConfigError, RunConfig, check_text_pretraining, parse_config, save_config
 from hfssl.data.offline_corpus import python_docs_corpus
 from hfssl.data.packing import pack_fn
 from hfssl.data.text import DataError, load_text_splits
@@ -103,24 +103,13 @@ class CLMConfig(RunConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                     "max_seq_length", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
-        if self.weight_decay < 0 or self.warmup_steps < 0 or self.max_steps < 0 or self.eval_steps < 0:
-            raise ConfigError("weight_decay, warmup_steps, max_steps and eval_steps must not be negative.")
+        check_text_pretraining(self)
         if self.sample_max_new_tokens < 0:
             raise ConfigError(f"sample_max_new_tokens must not be negative, got {self.sample_max_new_tokens}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
         if not 0.0 < self.adam_beta2 < 1.0:
             raise ConfigError(f"adam_beta2 must be in (0, 1), got {self.adam_beta2}.")
         if self.max_seq_length < 2:
             raise ConfigError(f"max_seq_length must be at least 2 (a token and the next one), got {self.max_seq_length}.")
-        if self.streaming and self.max_steps <= 0:
-            raise ConfigError("A streamed dataset has no length: pass --max_steps.")
-        if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            raise ConfigError("Set --max_steps or --num_train_epochs to a positive value.")
         if not self.model_name_or_path:
             check_sizes(self.hidden_size, self.num_attention_heads, self.max_seq_length)
 

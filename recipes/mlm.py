@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkpoint, prepare_output_dir,
                                  resolve_resume_path, save_checkpoint)
-from hfssl.config import ConfigError, RunConfig, parse_config, save_config
+from hfssl.config import ConfigError, RunConfig, check_text_pretraining, parse_config, save_config
 from hfssl.data.offline_corpus import python_docs_corpus
 from hfssl.distributed import no_accelerator
 from hfssl.data.text import DataError, load_text_splits
@@ -104,20 +104,9 @@ class MLMConfig(RunConfig):
         super().__post_init__()
         if not 0.0 < self.mlm_probability < 1.0:
             raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}.")
-        for name in ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                     "max_seq_length", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
-        if self.weight_decay < 0 or self.warmup_steps < 0 or self.max_steps < 0 or self.eval_steps < 0:
-            raise ConfigError("weight_decay, warmup_steps, max_steps and eval_steps must not be negative.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
+        check_text_pretraining(self)
         if self.max_seq_length < 8:
             raise ConfigError(f"max_seq_length must be at least 8, got {self.max_seq_length}.")
-        if self.streaming and self.max_steps <= 0:
-            raise ConfigError("A streamed dataset has no length: pass --max_steps.")
-        if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            raise ConfigError("Set --max_steps or --num_train_epochs to a positive value.")
         if not self.model_name_or_path:
             check_sizes(self.hidden_size, self.num_attention_heads, self.max_seq_length)
 

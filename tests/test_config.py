@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from hfssl.config import ConfigError, RunConfig, parse_config
+from hfssl.config import ConfigError, RunConfig, check_text_pretraining, parse_config
 
 
 @dataclasses.dataclass
@@ -44,3 +44,25 @@ def test_run_config_validation():
         parse_config(_Cfg, ["--push_to_hub", "true"])
     with pytest.raises(ConfigError, match="checkpointing_steps"):
         parse_config(_Cfg, ["--checkpointing_steps", "-1"])
+
+
+_TEXT_OK = dict(learning_rate=1e-3, per_device_train_batch_size=8, per_device_eval_batch_size=8,
+                gradient_accumulation_steps=1, max_seq_length=32, hidden_size=32, num_hidden_layers=1,
+                num_attention_heads=2, intermediate_size=64, vocab_size=300, weight_decay=0.0, warmup_steps=0.0,
+                max_steps=10, eval_steps=0, dropout=0.1, streaming=False, num_train_epochs=1.0)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hidden_size": 0}, "hidden_size must be positive"),
+    ({"per_device_eval_batch_size": -1}, "per_device_eval_batch_size must be positive"),
+    ({"warmup_steps": -0.1}, "must not be negative"),
+    ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ({"streaming": True, "max_steps": 0}, "streamed dataset has no length: pass --max_steps"),
+    ({"max_steps": 0, "num_train_epochs": 0}, "--max_steps or --num_train_epochs"),
+])
+def test_check_text_pretraining_names_the_bad_flag(change, message):
+    import types
+
+    check_text_pretraining(types.SimpleNamespace(**_TEXT_OK))  # the valid baseline passes
+    with pytest.raises(ConfigError, match=message):
+        check_text_pretraining(types.SimpleNamespace(**{**_TEXT_OK, **change}))
