@@ -51,30 +51,6 @@ def _output_cases(tmp):
 
 
 # (case, argv builder (tmp -> extra flags), error type, message that names problem and fix)
-WORD2VEC = [
-    ("missing column", lambda t: ["--train_file", _file(t, "a.csv", "body\nhello world\n" * 20), "--text_column", "text"],
-     DataError, r"no column 'text'.*Pass --text_column"),
-    ("misnamed columns", lambda t: ["--train_file", _file(t, "a.csv", "body,title\nhello,world\n" * 20)],
-     DataError, r"none is called 'text'. Pass --text_column"),
-    ("empty file", lambda t: ["--train_file", _file(t, "a.txt", "")], DataError, "empty"),
-    ("whitespace-only lines", lambda t: ["--train_file", _file(t, "a.txt", "\n  \n\t\n")], DataError,
-     "only whitespace"),
-    ("non-UTF-8 bytes", lambda t: ["--train_file", _file(t, "a.txt", TEXT.encode() + b"caf\xe9\n")], DataError,
-     r"line 101 is not valid UTF-8.*iconv"),
-    ("truncated UTF-8", lambda t: ["--train_file", _file(t, "a.txt", TEXT.encode() + "é".encode()[:1])], DataError,
-     "ends inside a UTF-8 character"),
-    ("missing file", lambda t: ["--train_file", str(t / "nope.txt")], DataError, "does not exist"),
-    ("window 0", lambda t: ["--window", "0"], ConfigError, "--window must be >= 1"),
-    ("negative learning rate", lambda t: ["--alpha", "-0.1"], ConfigError, "--alpha must be > 0"),
-    ("negative subsampling", lambda t: ["--sample", "-1"], ConfigError, "--sample must be >= 0"),
-    ("vocabulary empty after min_count", lambda t: ["--train_file", _file(t, "a.txt", TEXT), "--min_count", "10000"],
-     DataError, "lower --min_count"),
-    ("unwritable output folder", lambda t: ["--output_dir", _output_cases(t)["unwritable"]], OutputDirError,
-     "not writable"),
-    ("non-empty output folder", lambda t: ["--output_dir", _output_cases(t)["non_empty"]], OutputDirError,
-     "--overwrite_output_dir"),
-]
-
 # The cases every recipe reading text files shares (mlm, clm, word2vec), with the messages of hfssl.data.text.
 TEXT_FILE_CASES = [
     ("missing column", lambda t: ["--train_file", _file(t, "a.csv", "body\nhello world\n" * 20), "--text_column", "text"],
@@ -96,6 +72,13 @@ OUTPUT_CASES = [
     ("non-empty output folder", lambda t: ["--output_dir", _output_cases(t)["non_empty"]], OutputDirError,
      "--overwrite_output_dir"),
 ]
+WORD2VEC = TEXT_FILE_CASES + [
+    ("window 0", lambda t: ["--window", "0"], ConfigError, "--window must be >= 1"),
+    ("negative learning rate", lambda t: ["--alpha", "-0.1"], ConfigError, "--alpha must be > 0"),
+    ("negative subsampling", lambda t: ["--sample", "-1"], ConfigError, "--sample must be >= 0"),
+    ("vocabulary empty after min_count", lambda t: ["--train_file", _file(t, "a.txt", TEXT), "--min_count", "10000"],
+     DataError, "lower --min_count"),
+] + OUTPUT_CASES
 MLM = TEXT_FILE_CASES + [
     ("masking rate above 1", lambda t: ["--mlm_probability", "1.5"], ConfigError, r"mlm_probability must be in \(0, 1\)"),
     ("masking rate 0", lambda t: ["--mlm_probability", "0"], ConfigError, r"mlm_probability must be in \(0, 1\)"),
