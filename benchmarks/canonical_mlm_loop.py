@@ -10,11 +10,6 @@ comparison is with what users would otherwise run.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import time
-from itertools import chain
-from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -22,6 +17,8 @@ from datasets import load_dataset
 from torch.utils.data import DataLoader
 from transformers import (AutoConfig, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling,
                           get_scheduler, set_seed)
+
+from canonical_lm_loop import group_texts_fn, train_and_save
 
 
 def main() -> None:
@@ -50,13 +47,7 @@ def main() -> None:
     tokenized = raw.map(lambda b: tokenizer(b["text"], return_special_tokens_mask=True), batched=True,
                         remove_columns=["text"])
     block = args.max_seq_length
-
-    def group_texts(examples):
-        joined = {k: list(chain(*examples[k])) for k in examples}
-        total = len(joined["input_ids"]) // block * block
-        return {k: [v[i : i + block] for i in range(0, total, block)] for k, v in joined.items()}
-
-    train = tokenized.map(group_texts, batched=True)
+    train = tokenized.map(group_texts_fn(block), batched=True)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability)
     loader = DataLoader(train, shuffle=True, batch_size=args.per_device_train_batch_size, collate_fn=collator, drop_last=True)
 
@@ -73,32 +64,7 @@ def main() -> None:
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=warmup, num_training_steps=args.max_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
-    model.train()
-    step, tokens, losses = 0, 0, []
-    start = time.perf_counter()
-    while step < args.max_steps:
-        for batch in loader:
-            loss = model(**batch).loss
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            tokens += batch["input_ids"].numel()
-            losses.append(loss.item())
-            step += 1
-            if step >= args.max_steps:
-                break
-    runtime = time.perf_counter() - start
-
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    accelerator.unwrap_model(model).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    results = {"train_steps": step, "train_tokens": tokens, "train_runtime": runtime,
-               "train_tokens_per_second": tokens / runtime, "train_loss": sum(losses[-10:]) / len(losses[-10:]),
-               "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    (out / "all_results.json").write_text(json.dumps(results, indent=2))
+    train_and_save(accelerator, model, optimizer, scheduler, loader, tokenizer, args.max_steps, args.output_dir)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +21,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from pairing import add_model_arguments, hardware, model_flags, results_row, run_pairs, summarize  # noqa: E402
 
 from hfssl.data.offline_corpus import bible_corpus, python_docs_corpus  # noqa: E402
 from hfssl.mlm.data import PadCollator, prepare_dataset  # noqa: E402
@@ -32,17 +31,6 @@ from hfssl.mlm.evaluation import premask_fn  # noqa: E402
 from hfssl.mlm.masking import special_token_table  # noqa: E402
 from hfssl.mlm.objective import MaskedLMObjective  # noqa: E402
 from hfssl.data.tokenizer_training import train_tokenizer  # noqa: E402
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    model = platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} CPU cores ({model})"
 
 
 def held_out_loss(model_dir: Path, eval_blocks, batch_size: int = 64) -> float:
@@ -64,14 +52,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", choices=["python-docs", "bible"], default="python-docs")
     p.add_argument("--pairs", type=int, default=3)
-    p.add_argument("--max_steps", type=int, default=150)
-    p.add_argument("--per_device_train_batch_size", type=int, default=32)
-    p.add_argument("--max_seq_length", type=int, default=128)
-    p.add_argument("--hidden_size", type=int, default=256)
-    p.add_argument("--num_hidden_layers", type=int, default=4)
-    p.add_argument("--num_attention_heads", type=int, default=4)
-    p.add_argument("--intermediate_size", type=int, default=1024)
-    p.add_argument("--vocab_size", type=int, default=8192)
+    add_model_arguments(p)
     p.add_argument("--ours_flags", default="", help="Extra flags for recipes/mlm.py, e.g. '--mixed_precision bf16'.")
     p.add_argument("--peer_flags", default="", help="Extra flags for the canonical loop.")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "mlm"))
@@ -96,11 +77,7 @@ def main() -> None:
                                      vocab_size=len(tokenizer), special=special_token_table(tokenizer)),
                           batched=True, with_indices=True)
 
-    shared = ["--tokenizer_name", str(tok_dir), "--max_steps", str(args.max_steps),
-              "--per_device_train_batch_size", str(args.per_device_train_batch_size),
-              "--max_seq_length", str(args.max_seq_length), "--hidden_size", str(args.hidden_size),
-              "--num_hidden_layers", str(args.num_hidden_layers), "--num_attention_heads", str(args.num_attention_heads),
-              "--intermediate_size", str(args.intermediate_size)]
+    shared = model_flags(args, tok_dir)
     commands = {
         "hfssl": [sys.executable, str(ROOT / "recipes" / "mlm.py"), "--train_file", str(train_file), "--validation_file",
                   str(val_file), "--eval_steps", "0", "--report_to", "none", "--overwrite_output_dir", *shared,
@@ -108,43 +85,15 @@ def main() -> None:
         "transformers": [sys.executable, str(ROOT / "benchmarks" / "canonical_mlm_loop.py"), "--train_file",
                          str(train_file), *shared, *args.peer_flags.split()],
     }
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    runs: list[dict] = []
-    for pair in range(args.pairs):
-        order = ["hfssl", "transformers"] if pair % 2 == 0 else ["transformers", "hfssl"]
-        for name in order:
-            run_dir = out / f"{name}-{pair}"
-            subprocess.run([*commands[name], "--output_dir", str(run_dir)], check=True, env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            result = json.loads((run_dir / "all_results.json").read_text())
-            result.update(trainer=name, pair=pair, heldout_loss=held_out_loss(run_dir, eval_blocks))
-            runs.append(result)
-            print(f"pair {pair} {name:12s} {result['train_tokens_per_second']:9.0f} tokens/s  "
-                  f"held-out loss {result['heldout_loss']:.4f}  peak {result['peak_memory_mb']:.0f} MB", flush=True)
-
-    def of(name, key):
-        return [r[key] for r in runs if r["trainer"] == name]
-
-    ratios = [a / b for a, b in zip(of("hfssl", "train_tokens_per_second"), of("transformers", "train_tokens_per_second"))]
-    summary = {
+    runs = run_pairs(commands, args.pairs, out, lambda run_dir: held_out_loss(run_dir, eval_blocks))
+    summary = summarize(runs, {
         "date": datetime.date.today().isoformat(), "hardware": hardware(), "corpus": args.corpus,
         "command": "python benchmarks/mlm_throughput.py " + " ".join(sys.argv[1:]),
         "model": f"BERT {args.num_hidden_layers}x{args.hidden_size}, vocab {len(tokenizer)}, seq {args.max_seq_length}, "
                  f"batch {args.per_device_train_batch_size}, {args.max_steps} steps",
-        "tokens_per_second": {n: statistics.median(of(n, "train_tokens_per_second")) for n in commands},
-        "ratio_median": statistics.median(ratios), "ratios": ratios,
-        "heldout_loss": {n: statistics.median(of(n, "heldout_loss")) for n in commands},
-        "peak_memory_mb": {n: statistics.median(of(n, "peak_memory_mb")) for n in commands},
-        "runs": runs,
-    }
-    summary["loss_ratio"] = summary["heldout_loss"]["hfssl"] / summary["heldout_loss"]["transformers"]
+    })
     (out.parent / "mlm_throughput.json").write_text(json.dumps(summary, indent=2))
-    tps, loss, mem = summary["tokens_per_second"], summary["heldout_loss"], summary["peak_memory_mb"]
-    print(f"\n| {summary['command']} | {summary['date']} | {summary['hardware']} | transformers MLM loop | "
-          f"{tps['hfssl']:,.0f} vs {tps['transformers']:,.0f} tokens/s: **{summary['ratio_median']:.2f}x** "
-          f"(pairs {', '.join(f'{r:.2f}' for r in ratios)}); held-out MLM loss {loss['hfssl']:.3f} vs "
-          f"{loss['transformers']:.3f} ({(summary['loss_ratio'] - 1) * 100:+.1f}%); peak RSS {mem['hfssl']:.0f} vs "
-          f"{mem['transformers']:.0f} MB | {summary['model']} |")
+    print("\n" + results_row(summary, "transformers MLM loop", "held-out MLM loss"))
 
 
 if __name__ == "__main__":
