@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--output_dir", required=True)
     p.add_argument("--max_steps", type=int, default=100)
     p.add_argument("--batch_size", type=int, default=128)
-    p.add_argument("--learning_rate", type=float, default=1.5e-3)
+    p.add_argument("--learning_rate", type=float, default=1.5e-4)
     p.add_argument("--weight_decay", type=float, default=0.05)
     p.add_argument("--warmup_ratio", type=float, default=0.05)
     p.add_argument("--image_size", type=int, default=32)

@@ -55,13 +55,14 @@ def main() -> None:
     p.add_argument("--max_steps", type=int, default=100)
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default).")
+    p.add_argument("--learning_rate", type=float, default=1.5e-4, help="Peak learning rate of both trainers.")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "mae"))
     args = p.parse_args()
     out = Path(args.out)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    common = ["--max_steps", str(args.max_steps)]
+    common = ["--max_steps", str(args.max_steps), "--learning_rate", str(args.learning_rate)]
     commands = {
         "hfssl": [sys.executable, "recipes/mae.py", *common, "--per_device_train_batch_size", str(args.batch_size),
                   "--report_to", "none", "--logging_steps", "10", "--overwrite_output_dir"],
