@@ -33,12 +33,13 @@ from hfssl.distributed import no_accelerator
 from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkpoint, prepare_output_dir, resolve_resume_path,
                                  save_checkpoint)
 from hfssl.config import ConfigError, config_to_dict, parse_config, save_config
-from hfssl.contrastive.augment import augment, local_view, normalize, to_float, views_for_method
+from hfssl.contrastive.augment import PerImageRandom, augment, local_view, normalize, to_float, views_for_method
 from hfssl.contrastive.config import ContrastiveConfig
 from hfssl.contrastive.data import ImageCollator, load_image_splits
 from hfssl.data.text import DataError
 from hfssl.contrastive.encoder import ImageEncoder, build_backbone, make_image_processor
 from hfssl.contrastive.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
+from hfssl.contrastive.global_batch_norm import convert_to_global_batch_norm
 from hfssl.contrastive.lars import LARS, param_groups
 from hfssl.contrastive.methods import DINO, MomentumMethod, build_method, cosine_momentum, linear_warmup
 from hfssl.contrastive.rotation import CARD_TEXT as ROTNET_CARD_TEXT
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = build_method(cfg.method, encoder, hidden_dim=cfg.projection_hidden_dim, out_dim=cfg.projection_dim,
                          temperature=cfg.temperature,
                          teacher_temperature=0.04 if cfg.teacher_temperature_warmup else cfg.teacher_temperature)
+    if accelerator.num_processes > 1:  # BatchNorm over the global batch, as one process would normalize it
+        model = convert_to_global_batch_norm(model)
     view1_cfg, view2_cfg = views_for_method(cfg.method, cfg.image_size, crop_min_scale=cfg.crop_min_scale,
                                             hflip_prob=cfg.hflip_prob, jitter_strength=cfg.color_jitter_strength,
                                             blur=cfg.blur)
@@ -151,7 +154,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # 6. Training loop.
     step, micro_steps = progress["step"], progress["micro_steps"]
-    generator = torch.Generator(device=accelerator.device)
     unwrapped = accelerator.unwrap_model(model)
     online_history: list[tuple[int, float]] = []
     running, running_count, start_time = torch.zeros((), device=accelerator.device), 0, time.time()
@@ -176,12 +178,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 logger.warning("Skipping a batch with fewer than 2 readable images.")
                 continue
             with accelerator.accumulate(model):
-                # The views depend only on (seed, micro-step, process): resuming replays them exactly.
-                generator.manual_seed(cfg.seed * 1_000_003 + micro_steps * 1009 + accelerator.process_index)
+                # An image's views depend only on (seed, micro-step, view, its place in the global batch): the
+                # same for any number of processes (process p holds places p*B..p*B+B-1), replayed on resume.
+                place = batch["positions"] + accelerator.process_index * cfg.per_device_train_batch_size
+                rngs = [PerImageRandom(cfg.seed, micro_steps, view, place) for view in range(2 + cfg.num_local_crops)]
                 micro_steps += 1
-                view1 = normalize(augment(images, view1_cfg, generator))
-                view2 = normalize(augment(images, view2_cfg, generator)) if view2_cfg else None  # RotNet: one view
-                local_views = [normalize(augment(images, local_cfg, generator)) for _ in range(cfg.num_local_crops)]
+                view1 = normalize(augment(images, view1_cfg, rngs[0]))
+                view2 = normalize(augment(images, view2_cfg, rngs[1])) if view2_cfg else None  # RotNet: one view
+                local_views = [normalize(augment(images, local_cfg, rng)) for rng in rngs[2:]]
                 loss = model(view1, view2, *local_views)  # local views: DINO's multi-crop, student only
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"Loss is {loss.item()} at step {step}. Lower --learning_rate, add "

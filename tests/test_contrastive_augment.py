@@ -1,9 +1,10 @@
 """The batched view pipeline: shapes, value range, per-image randomness, determinism, each op's effect."""
 
+import pytest
 import torch
 
-from hfssl.contrastive.augment import (ViewConfig, augment, color_jitter, gaussian_blur, normalize, random_grayscale,
-                                       random_resized_crop, solarize, to_float, views_for_method)
+from hfssl.contrastive.augment import (PerImageRandom, ViewConfig, augment, color_jitter, gaussian_blur, normalize,
+                                       random_grayscale, random_resized_crop, solarize, to_float, views_for_method)
 from hfssl.contrastive.encoder import IMAGE_MEAN
 
 
@@ -33,6 +34,38 @@ def test_same_seed_same_views_and_new_seed_new_views():
     c = augment(x, cfg, torch.Generator().manual_seed(6))
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
+
+
+def test_per_image_views_do_not_depend_on_how_the_batch_is_split():
+    # What makes 2 processes x 4 images train like 1 process x 8: image i gets the same view either way.
+    x = _images()
+    for method in ("simclr", "byol", "dino"):
+        cfg = views_for_method(method, 16)[1]
+        whole = augment(x, cfg, PerImageRandom(7, 3, 1, torch.arange(8)))
+        halves = [augment(x[i : i + 4], cfg, PerImageRandom(7, 3, 1, torch.arange(i, i + 4))) for i in (0, 4)]
+        torch.testing.assert_close(torch.cat(halves), whole, rtol=0, atol=1e-6)
+        # a kept image keeps its place when another image of its batch is dropped (a corrupt file)
+        kept = torch.tensor([0, 1, 3, 5])
+        torch.testing.assert_close(augment(x[kept], cfg, PerImageRandom(7, 3, 1, kept)), whole[kept], rtol=0, atol=1e-6)
+    # every image its own view; another step, view or seed: other views
+    assert not torch.allclose(whole[0], whole[1])
+    for key in ((7, 4, 1), (7, 3, 0), (8, 3, 1)):
+        assert not torch.allclose(augment(x, cfg, PerImageRandom(*key, torch.arange(8))), whole)
+
+
+def test_per_image_numbers_are_uniform_and_independent():
+    rng = PerImageRandom(0, 0, 0, torch.arange(20_000))
+    draws = torch.stack([rng.rand(20_000) for _ in range(16)])  # 16 draws (one view needs ~15) of 20k images
+    assert draws.min() >= 0 and draws.max() < 1
+    assert abs(draws.mean() - 0.5) < 0.005 and abs(draws.var() - 1 / 12) < 0.002
+    counts = torch.histc(draws, bins=20, min=0, max=1)
+    assert (counts / draws.numel() - 0.05).abs().max() < 0.002
+    corr = torch.corrcoef(draws)  # between draws of the same image
+    assert (corr - torch.eye(16)).abs().max() < 0.03
+    neighbours = torch.corrcoef(torch.stack([draws[0, :-1], draws[0, 1:]]))[0, 1]  # images i and i + 1
+    assert abs(neighbours) < 0.03
+    with pytest.raises(ValueError, match="made for 20000 images"):
+        rng.rand(5)
 
 
 def test_full_crop_without_flip_is_identity():

@@ -60,6 +60,9 @@ def test_image_folder_labels_and_corrupt_file_skipped(image_folder):
     batch = ImageCollator(image_col, label_col, 16)([splits["train"][i] for i in range(7)])
     assert batch["pixel_values"].shape == (6, 3, 16, 16) and batch["pixel_values"].dtype == torch.uint8
     assert int(batch["num_skipped"]) == 1 and batch["labels"].shape == (6,)
+    # Kept images keep their place in the drawn batch (the corrupt one leaves a gap): augmentation is keyed on it.
+    broken = [i for i in range(7) if splits["train"][i][image_col]["path"].endswith("broken.png")]
+    assert batch["positions"].tolist() == [i for i in range(7) if i not in broken] and len(broken) == 1
 
 
 def test_all_corrupt_batch_is_empty_not_a_crash():

@@ -84,14 +84,19 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
     assert json.loads((last / "hfssl_progress.json").read_text())["step"] == 3
 
 
-def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(tiny_config, tmp_path):
-    """2 processes x 16 images against 1 process x 32 images: the same images per step (Accelerate's sharded
-    sampler), negatives gathered across processes. Not float-equal by design on CPU: BatchNorm normalizes each
-    process's batch (SyncBatchNorm needs a GPU) and each process draws its own augmentations, so the mean losses
-    of the two curves are compared within 5%. Without the cross-process gather the loss would sit near log(2*16-1) instead of
-    log(2*32-1), about 17% lower at the start, which this test would catch."""
+@pytest.mark.parametrize("method, rtol", [("simclr", 1e-4), ("byol", 1e-3)])
+def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(tiny_config, tmp_path, method, rtol):
+    """2 processes x 16 images against 1 process x 32 images, step by step to float tolerance. What makes them equal:
+    the same images per step (Accelerate's sharded sampler gives process p the p-th part of the global batch), the
+    same views of each image (augmentation keyed on the image's place in the global batch, augment.PerImageRandom),
+    BatchNorm over the global batch (global_batch_norm.py), negatives gathered across processes (SimCLR) and the
+    loss averaged over processes. Before these, steps differed by up to 17% (SimCLR) and 3.6% (BYOL).
+
+    BYOL's tolerance is looser: the online projector's output bias has a zero true gradient (the predictor's
+    BatchNorm cancels it), Adam turns the float noise in it into lr-sized steps, and the EMA target inherits them,
+    so the curves drift apart slowly (measured after 10 steps: that bias 3% apart, the loss 8e-5; SimCLR's 3e-7)."""
     extra = ["--max_train_samples", "320", "--max_steps", "10", "--checkpointing_steps", "0",
-             "--learning_rate", "1e-3"]
+             "--learning_rate", "1e-3", "--method", method]
     two, one = tmp_path / "two", tmp_path / "one"
     run_recipe("contrastive.py", *_args(tiny_config, two, *extra),
                launcher=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])
@@ -100,5 +105,5 @@ def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(t
     assert r1["train_images_seen"] == r2["train_images_seen"] == 10 * 32
     c1, c2 = r1["loss_history"], r2["loss_history"]
     assert [s for s, _ in c1] == [s for s, _ in c2] == list(range(1, 11))
-    # Each step's loss moves by about 15% with the random views, so the curves are compared on their mean.
-    assert abs(np.mean([v for _, v in c2]) / np.mean([v for _, v in c1]) - 1) < 0.05, (c1, c2)
+    np.testing.assert_allclose([v for _, v in c2], [v for _, v in c1], rtol=rtol, atol=0)
+    assert len(set(v for _, v in c1)) == 10  # a real curve: every step sees new images and views

@@ -5,8 +5,15 @@ work is done with a handful of batched kernels (``grid_sample`` for crop+flip, e
 convolution for per-image Gaussian blur), so augmentation runs where the model runs and the CPU data loader only
 decodes and resizes. Pure torch, chosen by measurement: on CPU it made SimCLR views 2.4-3.5x faster than
 kornia 0.9's pipeline at 32 px and 1.0-1.4x as fast at 224 px in three runs
-(``benchmarks/contrastive_vs_lightly.py --phases augment``), and it adds no dependency. Randomness comes from an explicit ``torch.Generator``, which the recipe reseeds from (seed, step,
-process) so a resumed run draws exactly the views an uninterrupted run would.
+(``benchmarks/contrastive_vs_lightly.py --phases augment``), and it adds no dependency.
+
+Randomness comes from a :class:`PerImageRandom` or a ``torch.Generator``. :class:`PerImageRandom` gives each image
+numbers that depend only on (seed, step, view, the image's position in the *global* batch): an image gets the same
+views whether one process or several share the batch, so a multi-process run follows the loss curve of one
+process, and a resumed run replays the views exactly. The numbers come from a counter-based hash computed with a few
+batched integer ops on the training device, with no per-image Python work (one ``torch.Generator`` per image would
+need a reseed per image and step). A ``torch.Generator`` draws for the whole batch at once, so a batch's views
+then depend on how the global batch is split between processes.
 
 Parameters follow SimCLR (Chen et al. 2020, appendix A) and BYOL (Grill et al. 2020, table 6):
 random resized crop (scale 0.08-1, ratio 3/4-4/3), horizontal flip 0.5, colour jitter with probability 0.8
@@ -69,15 +76,89 @@ def local_view(view: ViewConfig, size: int) -> ViewConfig:
                                solarize_prob=0.0)
 
 
-def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, generator=gen, device=device) * (high - low) + low
+_MASK32 = 0xFFFFFFFF
 
 
-def _coin(n: int, p: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, generator=gen, device=device) < p
+def _mul32(x: torch.Tensor | int, c: int) -> torch.Tensor | int:
+    """``x * c mod 2**32`` for ``x`` in [0, 2**32) held in int64, split in 16-bit halves so nothing overflows.
+
+    These integer helpers take int64 tensors or Python ints alike (and give the same numbers)."""
+    return ((x & 0xFFFF) * c + ((((x >> 16) * c) & 0xFFFF) << 16)) & _MASK32
 
 
-def random_resized_crop(images: torch.Tensor, cfg: ViewConfig, gen: torch.Generator) -> torch.Tensor:
+def _mix32(x: torch.Tensor | int) -> torch.Tensor | int:
+    """A bijective 32-bit integer hash with strong avalanche ("lowbias32", C. Wellons' hash prospector)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _absorb(state: torch.Tensor | int, value: torch.Tensor | int) -> torch.Tensor | int:
+    """Fold one more key component into a hash state (both int64 in [0, 2**32) after masking)."""
+    return _mix32(((state ^ (value & _MASK32)) + 0x9E3779B9) & _MASK32)
+
+
+class PerImageRandom:
+    """Random numbers for a batch where image ``i``'s numbers depend only on (seed, step, view, ``index[i]``).
+
+    ``index`` is the image's position in the global batch (over all processes), so the same image at the same
+    step gets the same view however the batch is split. Each call of :meth:`rand` is the next number of every
+    image's own counter-based stream: ``hash(key, draw)`` mapped to [0, 1) with 24-bit resolution. Only
+    :meth:`randperm` (the colour-jitter order) is shared by the batch; it depends on (seed, step, view).
+    """
+
+    BLOCK = 16  # numbers per image hashed at once (one view takes up to 14)
+
+    def __init__(self, seed: int, step: int, view: int, index: torch.Tensor) -> None:
+        state = 0x243F6A88  # the batch's part of the key, hashed with Python ints
+        for part in (seed & _MASK32, seed >> 32 & _MASK32, step & _MASK32, view):
+            state = _absorb(state, part)
+        self._batch_key = state
+        self._keys = _absorb(state, index.to(torch.int64)).unsqueeze(1)  # (B, 1)
+        self._block: torch.Tensor | None = None
+        self._draws = 0
+
+    def rand(self, n: int) -> torch.Tensor:
+        if n != self._keys.shape[0]:
+            raise ValueError(f"PerImageRandom was made for {self._keys.shape[0]} images, asked for {n} numbers.")
+        column = self._draws % self.BLOCK
+        if column == 0:  # hash the next BLOCK numbers of every image in one batched pass
+            counters = torch.arange(self._draws, self._draws + self.BLOCK, device=self._keys.device)
+            self._block = (_mix32(_absorb(self._keys, counters)) >> 8).to(torch.float32) * 2.0**-24
+        self._draws += 1
+        return self._block[:, column]
+
+    def randperm(self, n: int) -> list[int]:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(self._batch_key)).tolist()
+
+
+Randomness = torch.Generator | PerImageRandom
+
+
+def _rand(n: int, gen: Randomness, device: torch.device) -> torch.Tensor:
+    """``n`` uniforms in [0, 1) on ``device``, one per image."""
+    if isinstance(gen, PerImageRandom):
+        return gen.rand(n).to(device)
+    return torch.rand(n, generator=gen, device=device)
+
+
+def _randperm(n: int, gen: Randomness, device: torch.device) -> list[int]:
+    if isinstance(gen, PerImageRandom):
+        return gen.randperm(n)
+    return torch.randperm(n, generator=gen, device=device).tolist()
+
+
+def _uniform(n: int, low: float, high: float, gen: Randomness, device: torch.device) -> torch.Tensor:
+    return _rand(n, gen, device) * (high - low) + low
+
+
+def _coin(n: int, p: float, gen: Randomness, device: torch.device) -> torch.Tensor:
+    return _rand(n, gen, device) < p
+
+
+def random_resized_crop(images: torch.Tensor, cfg: ViewConfig, gen: Randomness) -> torch.Tensor:
     """Crop a random box of random area and aspect ratio, flip it with ``hflip_prob``, resample to image_size."""
     b, device = images.shape[0], images.device
     area = _uniform(b, *cfg.crop_scale, gen, device)
@@ -87,8 +168,8 @@ def random_resized_crop(images: torch.Tensor, cfg: ViewConfig, gen: torch.Genera
     w = torch.sqrt(area * ratio).clamp(max=1.0)
     h = torch.sqrt(area / ratio).clamp(max=1.0)
     # Centres in [-1, 1] coordinates such that the box stays inside the image.
-    cx = (torch.rand(b, generator=gen, device=device) * 2 - 1) * (1 - w)
-    cy = (torch.rand(b, generator=gen, device=device) * 2 - 1) * (1 - h)
+    cx = (_rand(b, gen, device) * 2 - 1) * (1 - w)
+    cy = (_rand(b, gen, device) * 2 - 1) * (1 - h)
     flip = torch.where(_coin(b, cfg.hflip_prob, gen, device), -1.0, 1.0)
     theta = torch.zeros(b, 2, 3, device=device)
     theta[:, 0, 0] = w * flip
@@ -123,7 +204,7 @@ def _hue_rotation(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return torch.bmm(matrix, x.reshape(b, c, h * w)).view(b, c, h, w)
 
 
-def color_jitter(images: torch.Tensor, cfg: ViewConfig, gen: torch.Generator) -> torch.Tensor:
+def color_jitter(images: torch.Tensor, cfg: ViewConfig, gen: Randomness) -> torch.Tensor:
     """Brightness, contrast, saturation and hue with per-image factors, in a random order per batch."""
     b, device = images.shape[0], images.device
     apply = _coin(b, cfg.jitter_prob, gen, device).view(b, 1, 1, 1)
@@ -134,7 +215,7 @@ def color_jitter(images: torch.Tensor, cfg: ViewConfig, gen: torch.Generator) ->
         "hue": _uniform(b, -cfg.hue, cfg.hue, gen, device),
     }
     out = images
-    order = torch.randperm(4, generator=gen, device=device).tolist()
+    order = _randperm(4, gen, device)
     for index in order:
         name = ("brightness", "contrast", "saturation", "hue")[index]
         f = factors[name]
@@ -152,13 +233,13 @@ def color_jitter(images: torch.Tensor, cfg: ViewConfig, gen: torch.Generator) ->
     return torch.where(apply, out, images)
 
 
-def random_grayscale(images: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+def random_grayscale(images: torch.Tensor, p: float, gen: Randomness) -> torch.Tensor:
     b = images.shape[0]
     apply = _coin(b, p, gen, images.device).view(b, 1, 1, 1)
     return torch.where(apply, _gray(images).expand_as(images), images)
 
 
-def gaussian_blur(images: torch.Tensor, cfg: ViewConfig, gen: torch.Generator) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, cfg: ViewConfig, gen: Randomness) -> torch.Tensor:
     """Separable Gaussian blur with a per-image sigma in [0.1, 2], as one grouped convolution per axis."""
     b, c, h, w = images.shape
     device = images.device
@@ -178,13 +259,13 @@ def gaussian_blur(images: torch.Tensor, cfg: ViewConfig, gen: torch.Generator) -
     return torch.where(apply.view(b, 1, 1, 1), x.view(b, c, h, w), images)
 
 
-def solarize(images: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+def solarize(images: torch.Tensor, p: float, gen: Randomness) -> torch.Tensor:
     b = images.shape[0]
     apply = _coin(b, p, gen, images.device).view(b, 1, 1, 1)
     return torch.where(apply & (images >= 0.5), 1 - images, images)
 
 
-def augment(images: torch.Tensor, cfg: ViewConfig, gen: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, cfg: ViewConfig, gen: Randomness) -> torch.Tensor:
     """One random view of each image. ``images``: (B, 3, H, W) floats in [0, 1]; returns (B, 3, S, S) in [0, 1]."""
     x = random_resized_crop(images, cfg, gen).clamp(0, 1)
     x = color_jitter(x, cfg, gen)

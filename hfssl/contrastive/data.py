@@ -241,24 +241,30 @@ def decode_image(value: Any, size: int) -> np.ndarray:
 
 
 class ImageCollator:
-    """Decode, convert and resize a list of examples into a uint8 batch; corrupt images are skipped and counted."""
+    """Decode, convert and resize a list of examples into a uint8 batch; corrupt images are skipped and counted.
+
+    ``positions`` holds each kept image's position in the list the loader drew (gaps where an image was skipped),
+    so the training loop can key each image's augmentation on its place in the global batch.
+    """
 
     def __init__(self, image_column: str, label_column: str | None, image_size: int) -> None:
         self.image_column, self.label_column, self.image_size = image_column, label_column, image_size
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        pixels, labels, skipped = [], [], 0
-        for example in examples:
+        pixels, labels, positions, skipped = [], [], [], 0
+        for position, example in enumerate(examples):
             try:
                 pixels.append(decode_image(example[self.image_column], self.image_size))
             except DECODE_ERRORS:
                 skipped += 1
                 continue
+            positions.append(position)
             if self.label_column:
                 labels.append(int(example[self.label_column]))
         batch = {
             "pixel_values": torch.from_numpy(np.stack(pixels)) if pixels
             else torch.zeros(0, 3, self.image_size, self.image_size, dtype=torch.uint8),
+            "positions": torch.tensor(positions, dtype=torch.long),
             "num_skipped": torch.tensor(skipped),
         }
         if self.label_column:

@@ -1,11 +1,12 @@
-"""Gather embeddings from every process with gradients flowing back through the gather.
+"""Gather embeddings (and sum statistics) over every process with gradients flowing back through the collective.
 
 Contrastive losses (SimCLR, MoCo v3) use the other processes' samples as negatives and the redundancy losses
 (VICReg, Barlow Twins) estimate batch statistics; both need the *global* batch. ``torch.distributed.all_gather``
 cuts the graph, so :func:`gather_with_grad` wraps it in an autograd function whose backward sums the gradient
 each process computed for a shard and hands every process the gradient of its own rows. Batches may differ in
 size between processes (a corrupt image is dropped from one process's batch), so rows are padded to the largest
-batch for the collective and the padding is removed again.
+batch for the collective and the padding is removed again. :func:`all_reduce_with_grad` sums a tensor over the
+processes the same way (BatchNorm statistics of the global batch, ``global_batch_norm.py``).
 """
 
 from __future__ import annotations
@@ -71,3 +72,28 @@ def gather_no_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded.contiguous())
     return torch.cat([part[:n] for part, n in zip(parts, sizes)]), sum(sizes[:rank])
+
+
+class _AllReduceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor):  # type: ignore[override]
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        # Every process's output is the sum of every input, so an input's gradient is the sum of all the outputs'.
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def all_reduce_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over all processes, differentiable (the identity with one process).
+
+    Written here rather than taken from ``torch.distributed.nn.functional.all_reduce``, which torch deprecates.
+    """
+    if _world() == 1:
+        return tensor
+    return _AllReduceSum.apply(tensor)

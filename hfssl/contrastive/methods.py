@@ -8,7 +8,7 @@ means ``accelerator.save_state`` checkpoints it with everything else (exact resu
 
 Both views go through the networks as one concatenated batch: one large matrix multiply is faster than two on
 every device, and BatchNorm then normalizes over both views together (public implementations of the papers differ
-on this detail).
+on this detail); with several processes, over both views of the global batch (``global_batch_norm.py``).
 """
 
 from __future__ import annotations
