@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps, lr_scheduler_type="cosine", eval_strategy="epoch", save_strategy="epoch",
         save_total_limit=cfg.checkpoints_total_limit or None, logging_steps=cfg.logging_steps,
-        bf16=cfg.mixed_precision == "bf16", use_cpu=no_accelerator(), report_to=tracker_names(cfg.report_to) or "none",
+        bf16=cfg.mixed_precision == "bf16", use_cpu=no_accelerator(),
+        average_tokens_across_devices=False,  # a per-image mean loss: see hfssl/finetune/config.py for why
+        report_to=tracker_names(cfg.report_to) or "none",
         remove_unused_columns=False,  # the image column is decoded by our collator, not by the model
     )
     # --hub_push_checkpoints: each checkpoint-N is uploaded in the background, as in the other recipes.

@@ -236,6 +236,37 @@ def test_torchrun_two_processes(tiny_bert, tmp_path):
     assert json.loads((out / "all_results.json").read_text())["eval_accuracy"] >= 0
 
 
+def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(tiny_bert, tmp_path):
+    """2 processes x 2 reviews against 1 process x 4 reviews per step: Accelerate shards each global batch of the
+    same shuffled order between the processes, and DDP averages the two half-batch gradients, so with dropout off
+    the logged losses agree to float precision (padding each half to its own longest review changes only rounding)."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    model_dir = tmp_path / "no-dropout"
+    config = AutoConfig.from_pretrained(tiny_bert, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    AutoModelForMaskedLM.from_pretrained(tiny_bert, config=config).save_pretrained(model_dir)
+    shutil.copytree(tiny_bert, model_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
+    files = write_reviews(tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    common = ["--model_name_or_path", str(model_dir), "--train_file", files["train"], "--validation_file",
+              files["validation"], "--label_column", "sentiment", "--sentence1_key", "review", "--max_steps", "6",
+              "--learning_rate", "1e-3", *FAST, "--logging_steps", "1"]
+    curves = {}
+    for name, launcher, batch in (("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], "2"),
+                                  ("one", [], "4")):
+        out = tmp_path / name
+        result = subprocess.run([sys.executable, *launcher, str(RECIPE), *common, "--output_dir", str(out),
+                                 "--per_device_train_batch_size", batch],
+                                capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        state = json.loads((out / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
+        curves[name] = [(e["step"], e["loss"]) for e in state["log_history"] if "loss" in e]
+    assert [s for s, _ in curves["two"]] == [s for s, _ in curves["one"]] == list(range(1, 7))
+    one, two = [l for _, l in curves["one"]], [l for _, l in curves["two"]]
+    assert one[-1] < one[0]  # it learns, so later steps compare updated weights, not only the start
+    assert two == pytest.approx(one, rel=1e-4), (one, two)
+
+
 def test_push_to_hub_publishes_model_card_with_results(tiny_bert, tmp_path, offline, monkeypatch):
     from huggingface_hub import ModelCard, constants
 

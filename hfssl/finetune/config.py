@@ -127,6 +127,10 @@ class FinetuneConfig(RunConfig):
             # Without a GPU, say so: only then does Accelerate turn torchrun's environment into a gloo process group
             # (otherwise each CPU process trains its own model on all the data), and Trainer accepts bf16 on CPU.
             use_cpu=no_accelerator(),
+            # Our losses are means over examples. With this on (the default), Trainer multiplies the loss of any model
+            # whose forward takes **kwargs by the number of processes, expecting a token-sum loss: under DDP the
+            # logged loss and the gradients (so gradient clipping) came out num_processes times too large.
+            average_tokens_across_devices=False,
             fp16=self.mixed_precision == "fp16",
             eval_strategy=strategy,
             save_strategy=strategy,
