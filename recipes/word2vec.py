@@ -7,7 +7,7 @@
     torchrun --nproc_per_node 2 recipes/word2vec.py --train_file corpus.txt
 
 Each process trains on its own chunks of the corpus; after every step the processes add up their updates
-(see ``merge_process_updates``). The output folder loads with ``hfssl.word2vec.WordVectors.from_pretrained``.
+(see ``merge_updates``). The output folder loads with ``hfssl.word2vec.WordVectors.from_pretrained``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
 from hfssl.word2vec import Word2VecConfig, Word2VecModel, WordVectors
 from hfssl.word2vec.evaluation import evaluate_analogies, evaluate_word_pairs, gensim_test_file, nearest_neighbours
-from hfssl.word2vec.model import chunk_bounds, chunk_generator, chunk_windows, learning_rate, merge_process_updates, train_chunks
+from hfssl.word2vec.model import chunk_bounds, chunk_generator, chunk_windows, learning_rate, merge_updates, table_copies, train_chunks
 from hfssl.word2vec.update import Workspace
 from hfssl.word2vec.vocab import build_corpus, keep_probabilities, noise_distribution
 from hfssl.word2vec.windows import AliasSampler
@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
     if resume_path is not None:
         progress = load_checkpoint(accelerator, resume_path)
         logger.info(f"Resumed from {resume_path} at step {progress['step']}", main_process_only=True)
-    snapshots = [net.input_vectors.data.clone(), net.output_vectors.data.clone()] if world > 1 else []
+    # Processes, and --deterministic_workers threads, each train their own copy of the tables; merge_updates adds them up.
+    deterministic = cfg.deterministic_workers and cfg.workers > 1
+    snapshots = [net.input_vectors.data.clone(), net.output_vectors.data.clone()] if world > 1 or deterministic else []
+    copies = table_copies(net, cfg.workers - 1) if deterministic else None
     workspaces = [Workspace(net.input_vectors.device) for _ in range(cfg.workers)]
     sg = cfg.model == "sg"
     alpha = cfg.initial_alpha
@@ -143,8 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
         first = (step % steps_per_epoch) * slots + rank * cfg.workers
         return [index for index in range(first, first + cfg.workers) if index < len(bounds)]
 
-    # Concurrent workers read the tables before each other's writes like one bigger batch, so they share
-    # --batch_windows: skip-gram diverged with 2 workers x 1024 windows on the KJV benchmark, not with 2 x 512.
+    # Concurrent workers read the tables before each other's writes like one bigger batch (deterministic workers
+    # exactly so), so they share --batch_windows: skip-gram diverged with 2 workers x 1024 windows on the KJV
+    # benchmark, not with 2 x 512.
     per_worker_batch = math.ceil(cfg.batch_windows / cfg.workers)
 
     def windows_for(step: int):  # one list of batches per worker thread
@@ -170,9 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
         chunks = pending.result()
         pending = pool.submit(windows_for, step + 1) if step + 1 < total_steps else None
         lr = learning_rate(alpha, cfg.min_alpha, step / total_steps)
-        loss, terms = train_chunks(net, chunks, sg=sg, lr=lr, workspaces=workspaces, pool=trainers)
-        if world > 1:
-            merge_process_updates(net, snapshots, lambda t: accelerator.reduce(t, "sum"))
+        loss, terms = train_chunks(net, chunks, sg=sg, lr=lr, workspaces=workspaces, pool=trainers, copies=copies)
+        if snapshots:
+            merge_updates(net, snapshots, copies or [], (lambda t: accelerator.reduce(t, "sum")) if world > 1 else None)
         # Words trained on by all processes in this step (in-vocabulary words, before subsampling).
         first = (step % steps_per_epoch) * slots
         progress["words_seen"] += sum(hi - lo for lo, hi in bounds[first : first + slots])
@@ -236,7 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
             "datasets": [cfg.dataset_name or train_file], "dataset_config": cfg.dataset_config_name,
             "dataset_revision": cfg.dataset_revision,
             "hyperparameters": {k: getattr(cfg, k) for k in ("model", "vector_size", "window", "min_count", "max_vocab_size", "sample",
-                                                             "negative", "ns_exponent", "epochs", "min_alpha", "chunk_words", "batch_windows", "workers")}
+                                                             "negative", "ns_exponent", "epochs", "min_alpha", "chunk_words", "batch_windows", "workers",
+                                                             "deterministic_workers")}
             | {"alpha": alpha},
             "compute": {"device": str(net.input_vectors.device), "num_processes": world, "wall_time_s": round(train_seconds, 1),
                         "words_seen": progress["words_seen"]},

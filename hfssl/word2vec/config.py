@@ -35,7 +35,8 @@ class Word2VecConfig(RunConfig):
     min_alpha: float = field(default=1e-4, metadata={"help": "Final learning rate; it decays linearly."})
     chunk_words: int = field(default=20000, metadata={"help": "Words per chunk: one optimizer step per process, the unit of resuming and logging."})
     batch_windows: int = field(default=1024, metadata={"help": "Windows per SGD update, shared by the --workers threads (each steps with batch_windows / workers); larger is faster, too large diverges."})
-    workers: int = field(default=1, metadata={"help": "Training threads per process, each on its own chunk, all updating the same tables without locks (Hogwild, like gensim's workers). Use one per core (e.g. 2 on 2 cores); more than 1 is faster but not bit-reproducible."})
+    workers: int = field(default=1, metadata={"help": "Training threads per process, each on its own chunk, all updating the same tables without locks (Hogwild, like gensim's workers). Use one per core (e.g. 2 on 2 cores); more than 1 is faster but not bit-reproducible (see --deterministic_workers)."})
+    deterministic_workers: bool = field(default=False, metadata={"help": "Each --workers thread trains its chunk on its own copy of the tables from the start of the step, then the step adds up their updates, as processes are merged: bit-reproducible, and 1 process x N workers trains like N processes x 1 worker. Costs a copy of the tables per extra worker and a few passes over them per step."})
     num_threads: int = field(default=1, metadata={"help": "torch intra-op threads per process (0: torch's default). One thread plus a window-building thread is fastest on a busy 2-core CPU; scale with processes."})
     # evaluation
     analogy_file: str | None = field(default="auto", metadata={"help": "questions-words file; 'auto' uses gensim's copy if installed, 'none' disables."})
