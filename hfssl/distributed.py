@@ -17,6 +17,21 @@ if torch.distributed.is_available():
     import torch.distributed.nn.functional  # noqa: F401
 
 
+def settle_gloo_workers(seconds: float = 0.1) -> None:
+    """Sleep briefly, without the GIL, after a run's last collective and before its process group is torn down.
+
+    A gloo worker thread frees each finished collective's work after signalling completion, and freeing a work that
+    holds a Python-owned tensor needs the GIL. If the main thread meanwhile frees the DDP model (when ``main()``
+    returns), the reducer drops the last reference to the process group, whose destructor joins that worker while
+    holding the GIL: both wait forever (seen as rare hangs of two-process test runs; py-spy showed both stacks).
+    The sleep lets the worker finish first. Call it right before ``accelerator.end_training()``.
+    """
+    import time
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        time.sleep(seconds)
+
+
 def no_accelerator() -> bool:
     """True when no GPU/MPS/XPU is visible.
 

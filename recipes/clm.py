@@ -39,7 +39,7 @@ from hfssl.data.offline_corpus import python_docs_corpus
 from hfssl.data.packing import pack_fn
 from hfssl.data.text import DataError, load_text_splits
 from hfssl.data.tokenizer_training import load_or_train_tokenizer
-from hfssl.distributed import no_accelerator
+from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.mlm.data import EpochShuffleSampler, PadCollator
 from hfssl.mlm.model_factory import check_sizes
@@ -358,6 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"peak memory {results['peak_memory_mb']:.0f} MB")
         if "sample" in results:
             print(f"Sample: {results['sample']!r}")
+    settle_gloo_workers()  # no hang at teardown: hfssl/distributed.py says why
     accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from hfssl.distributed import no_accelerator
+from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkpoint, prepare_output_dir, resolve_resume_path,
                                  save_checkpoint)
 from hfssl.config import ConfigError, config_to_dict, parse_config, save_config
@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         })
         logger.info(f"Results: {results}")
     accelerator.wait_for_everyone()
+    settle_gloo_workers()  # no hang at teardown: hfssl/distributed.py says why
     accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising

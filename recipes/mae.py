@@ -37,7 +37,7 @@ from hfssl.contrastive.augment import ViewConfig, augment, normalize, to_float
 from hfssl.contrastive.data import ImageCollator, load_image_splits
 from hfssl.contrastive.encoder import ImageEncoder, make_image_processor
 from hfssl.contrastive.evaluation import evaluate_frozen
-from hfssl.distributed import no_accelerator
+from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.mae.config import MAEConfig
 from hfssl.mae.model import CARD_TEXT, build_mae, encoder_as_vit, masking_noise, param_groups
@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         })
         logger.info(f"Results: {results}")
     accelerator.wait_for_everyone()
+    settle_gloo_workers()  # no hang at teardown: hfssl/distributed.py says why
     accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising

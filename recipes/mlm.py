@@ -32,7 +32,7 @@ from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkp
                                  resolve_resume_path, save_checkpoint)
 from hfssl.config import ConfigError, RunConfig, check_text_pretraining, parse_config, save_config
 from hfssl.data.offline_corpus import python_docs_corpus
-from hfssl.distributed import no_accelerator
+from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.data.text import DataError, load_text_splits
 from hfssl.data.tokenizer_training import load_or_train_tokenizer
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
             "loss_history": loss_history})
         print(f"Saved the model to {output_dir.resolve()} — eval_loss {metrics.get('eval_loss', float('nan')):.4f}, "
               f"{results['train_tokens_per_second']:,.0f} tokens/s, peak memory {results['peak_memory_mb']:.0f} MB")
+    settle_gloo_workers()  # no hang at teardown: hfssl/distributed.py says why
     accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising

@@ -32,7 +32,7 @@ from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkp
 from hfssl.config import ConfigError, config_to_dict, parse_config, save_config
 from hfssl.data.offline_corpus import bible_corpus, python_docs_corpus
 from hfssl.data.text import DataError, load_text_splits
-from hfssl.distributed import no_accelerator
+from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{word:>10}: " + ", ".join(f"{w} ({s:.2f})" for w, s in near))
         print(f"Saved to {output_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float)))
     accelerator.wait_for_everyone()
+    settle_gloo_workers()  # no hang at teardown: hfssl/distributed.py says why
     accelerator.end_training()  # trackers flushed: the local output is complete before any upload can fail
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
