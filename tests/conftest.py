@@ -31,6 +31,21 @@ def run_recipe(script: str, *args: str, env: dict | None = None, expect_ok: bool
     return proc
 
 
+def run_gloo_workers(worker, out: Path, world: int) -> list:
+    """Spawn ``worker(rank, port, out_dir)`` on ``world`` processes that meet on a free local port; return what each
+    rank saved to ``out_dir/rank{r}.pt`` (the workers form a gloo process group with MASTER_PORT=port)."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(worker, args=(port, str(out)), nprocs=world, join=True)
+    return [torch.load(out / f"rank{r}.pt") for r in range(world)]
+
+
 @pytest.fixture(scope="session")
 def docs_text_file(tmp_path_factory) -> Path:
     """About 1,500 paragraphs of Python's own documentation: real English prose, available offline."""

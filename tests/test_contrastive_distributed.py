@@ -1,13 +1,12 @@
 """Losses over 2 CPU processes (gloo) equal the single-process loss on the global batch, gradients included."""
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from conftest import run_gloo_workers
 from hfssl.contrastive.barlow_twins_loss import BarlowTwinsLoss
 from hfssl.contrastive.distributed import gather_with_grad
 from hfssl.contrastive.moco_v3_loss import MoCoV3Loss
@@ -47,17 +46,9 @@ def _worker(rank, port, out):
     dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return run_gloo_workers(_worker, tmp_path_factory.mktemp("dist"), WORLD)
 
 
 @pytest.mark.parametrize("name", ["simclr", "vicreg", "barlow", "mocov3"])

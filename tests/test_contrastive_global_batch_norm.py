@@ -2,14 +2,13 @@
 inputs and affine parameters, running statistics over two steps, eval mode; and the conversion of a model."""
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+from conftest import run_gloo_workers
 from hfssl.contrastive.global_batch_norm import GlobalBatchNorm, convert_to_global_batch_norm
 
 WORLD = 2
@@ -65,17 +64,9 @@ def _worker(rank, port, out):
     dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("global-bn")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return run_gloo_workers(_worker, tmp_path_factory.mktemp("global-bn"), WORLD)
 
 
 @pytest.mark.parametrize("name", list(CASES))
