@@ -7,11 +7,13 @@
 Both get the same pre-tokenised sentences (hfssl's tokenizer) and the same vocabulary rule (min_count), and
 are timed on training only (vocabulary building excluded). Runs alternate (gensim, hfssl, gensim, hfssl, ...)
 so that load from other processes hits both alike; the script prints the median words/s of each and the ratio.
-words/s = corpus words (before subsampling) x epochs / training seconds, the same count for both.
+words/s = corpus words (before subsampling) x epochs / training seconds, the same count for both. The CPU time per
+word (all threads of the process) is printed too: unlike words/s it barely moves when other jobs share the cores.
 Quality uses one evaluator for both models (hfssl.word2vec.evaluation, gensim's rules): analogy accuracy on
 questions-words.txt and Spearman on wordsim353 / simlex999 over the pairs both vocabularies contain.
 gensim uses ``--gensim_workers`` threads; hfssl one process with ``--workers`` training threads (Hogwild, as
-gensim) plus a window-building thread, or (``--processes N``) the recipe under torchrun with N processes.
+gensim) plus a window-building thread, or (``--processes N``) the recipe under torchrun with N processes;
+``--fused_kernel off`` measures its batched PyTorch steps instead of the fused C loop.
 """
 
 from __future__ import annotations
@@ -45,20 +47,22 @@ def run_gensim(sentences, args, sg: bool, seed: int):
                      sample=args.sample, ns_exponent=0.75, workers=args.gensim_workers, seed=seed, hs=0,
                      alpha=0.025 if sg else 0.05, min_alpha=1e-4)
     model.build_vocab(sentences)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.train(sentences, total_examples=len(sentences), epochs=args.epochs)
-    seconds = time.perf_counter() - start
-    return WordVectors(list(model.wv.index_to_key), model.wv.vectors), seconds
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return WordVectors(list(model.wv.index_to_key), model.wv.vectors), seconds, cpu
 
 
 def run_hfssl(data, args, sg: bool, seed: int):
     tokenizer, words, counts, corpus = data
     model = Word2VecModel(len(words), args.vector_size, seed=seed)
-    start = time.perf_counter()
+    fused_kernel = {"auto": None, "on": True, "off": False}[args.fused_kernel]
+    start, cpu = time.perf_counter(), time.process_time()
     train_in_process(model, corpus, counts, sg=sg, window=args.window, negative=args.negative, sample=args.sample,
-                     epochs=args.epochs, chunk_words=args.chunk_words, batch_windows=args.batch_windows, workers=args.workers, seed=seed)
-    seconds = time.perf_counter() - start
-    return WordVectors(words, model.word_vectors().numpy(), counts, tokenizer), seconds
+                     epochs=args.epochs, chunk_words=args.chunk_words, batch_windows=args.batch_windows, workers=args.workers,
+                     fused_kernel=fused_kernel, seed=seed)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return WordVectors(words, model.word_vectors().numpy(), counts, tokenizer), seconds, cpu
 
 
 def run_hfssl_processes(texts, args, sg: bool, seed: int, processes: int):
@@ -84,7 +88,7 @@ def run_hfssl_processes(texts, args, sg: bool, seed: int, processes: int):
         env = dict(__import__("os").environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
         subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=root)
         seconds = json.loads((out / "all_results.json").read_text())["train_runtime_s"]
-        return WordVectors.from_pretrained(out), seconds
+        return WordVectors.from_pretrained(out), seconds, float("nan")  # CPU time of the training loop alone is not reported
 
 
 def quality(wv: WordVectors, shared: set[str]) -> dict[str, float]:
@@ -116,6 +120,8 @@ def main() -> None:
     p.add_argument("--gensim_workers", type=int, default=2)
     p.add_argument("--workers", type=int, default=2, help="hfssl training threads per process (Hogwild, as gensim's workers).")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for hfssl (per process).")
+    p.add_argument("--fused_kernel", default="auto", choices=["auto", "on", "off"],
+                   help="hfssl's fused C loop (auto: where a C compiler works, as the recipe) or its batched PyTorch steps (off).")
     p.add_argument("--processes", type=int, default=1,
                    help="hfssl processes: 1 trains in this process; N>1 runs recipes/word2vec.py under torchrun.")
     p.add_argument("--seed", type=int, default=1)
@@ -136,18 +142,21 @@ def main() -> None:
     for name in args.models:
         sg = name == "sg"
         times = {"gensim": [], "hfssl": []}
+        cpu_times = {"gensim": [], "hfssl": []}
         scores_by_round = {"gensim": [], "hfssl": []}
         for r in range(args.rounds):
             for lib in (("gensim", "hfssl") if r % 2 == 0 else ("hfssl", "gensim")):
                 if lib == "gensim":
-                    wv, seconds = run_gensim(sentences, args, sg, args.seed + r)
+                    wv, seconds, cpu = run_gensim(sentences, args, sg, args.seed + r)
                 elif args.processes > 1:
-                    wv, seconds = run_hfssl_processes(texts, args, sg, args.seed + r, args.processes)
+                    wv, seconds, cpu = run_hfssl_processes(texts, args, sg, args.seed + r, args.processes)
                 else:
-                    wv, seconds = run_hfssl(data, args, sg, args.seed + r)
+                    wv, seconds, cpu = run_hfssl(data, args, sg, args.seed + r)
                 times[lib].append(seconds)
+                cpu_times[lib].append(cpu)
                 scores_by_round[lib].append(wv)
-                print(f"  {name} round {r} {lib:>6}: {data[3].raw_words * args.epochs / seconds / 1e6:.3f} M words/s ({seconds:.1f} s)")
+                print(f"  {name} round {r} {lib:>6}: {data[3].raw_words * args.epochs / seconds / 1e6:.3f} M words/s ({seconds:.1f} s; "
+                      f"{cpu / (data[3].raw_words * args.epochs) * 1e6:.2f} CPU-us/word)")
         # Quality of every round's vectors, on the words all of them know; mean and range over rounds (the
         # round-to-round spread shows how much of a difference is seed noise).
         shared = set.intersection(*(set(wv.words) for runs in scores_by_round.values() for wv in runs))
@@ -155,13 +164,16 @@ def main() -> None:
         scores = {lib: {m: float(np.mean([r[m] for r in runs])) for m in runs[0]} for lib, runs in per_round.items()}
         spread = {lib: {m: (min(r[m] for r in runs), max(r[m] for r in runs)) for m in runs[0]} for lib, runs in per_round.items()}
         speed = {lib: data[3].raw_words * args.epochs / statistics.median(t) for lib, t in times.items()}
+        cpu_per_word = {lib: statistics.median(t) / (data[3].raw_words * args.epochs) for lib, t in cpu_times.items()}
         report["models"][name] = {"words_per_s": speed, "speed_ratio": speed["hfssl"] / speed["gensim"],
+                                  "cpu_seconds_per_word": cpu_per_word,
                                   "per_round_ratio": [g / h for g, h in zip(times["gensim"], times["hfssl"])], "quality": scores,
                                   "quality_per_round": per_round}
         print(f"{name} ({args.rounds} rounds; quality = mean [min, max] over rounds)")
         print(f"{name}: words/s gensim {speed['gensim'] / 1e6:.3f}M, hfssl {speed['hfssl'] / 1e6:.3f}M, "
               f"ratio hfssl/gensim {speed['hfssl'] / speed['gensim']:.2f} (per round: "
-              f"{', '.join(f'{x:.2f}' for x in report['models'][name]['per_round_ratio'])})")
+              f"{', '.join(f'{x:.2f}' for x in report['models'][name]['per_round_ratio'])}); CPU time per word "
+              f"gensim {cpu_per_word['gensim'] * 1e6:.2f} us, hfssl {cpu_per_word['hfssl'] * 1e6:.2f} us")
         for metric in ("analogy", "wordsim353", "simlex999"):
             g, h = scores["gensim"][metric], scores["hfssl"][metric]
             (g0, g1), (h0, h1) = spread["gensim"][metric], spread["hfssl"][metric]

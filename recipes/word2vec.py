@@ -36,7 +36,7 @@ from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
-from hfssl.word2vec import Word2VecConfig, Word2VecModel, WordVectors
+from hfssl.word2vec import Word2VecConfig, Word2VecModel, WordVectors, fused
 from hfssl.word2vec.evaluation import evaluate_analogies, evaluate_word_pairs, gensim_test_file, nearest_neighbours
 from hfssl.word2vec.model import chunk_bounds, chunk_generator, chunk_windows, learning_rate, merge_updates, table_copies, train_chunks
 from hfssl.word2vec.update import Workspace
@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
     workspaces = [Workspace(net.input_vectors.device) for _ in range(cfg.workers)]
     sg = cfg.model == "sg"
     alpha = cfg.initial_alpha
+    # On CPU the fused C loop (window after window, as gensim); on a GPU, or without a C compiler, batched steps.
+    use_fused = cfg.fused_kernel and fused.usable(net.input_vectors.device, cfg.vector_size)
+    logger.info(f"Training with {'the fused C loop' if use_fused else f'batched steps of {cfg.batch_windows} windows'} "
+                f"on {net.input_vectors.device}", main_process_only=True)
 
     def my_chunks(step: int) -> list[int]:
         first = (step % steps_per_epoch) * slots + rank * cfg.workers
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     def windows_for(step: int):  # one list of batches per worker thread
         return [chunk_windows(corpus, bounds[index], window=cfg.window, negative=cfg.negative, keep_prob=keep_prob, noise=noise,
                               pad_id=net.pad_id, rng=chunk_generator(cfg.seed, step // steps_per_epoch, index),
-                              max_windows=per_worker_batch, sg=sg) for index in my_chunks(step)]
+                              max_windows=per_worker_batch, sg=sg, fused_kernel=use_fused) for index in my_chunks(step)]
 
     # --hub_push_checkpoints: every checkpoint is uploaded from a background thread; training never waits for it.
     pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
             "hyperparameters": {k: getattr(cfg, k) for k in ("model", "vector_size", "window", "min_count", "max_vocab_size", "sample",
                                                              "negative", "ns_exponent", "epochs", "min_alpha", "chunk_words", "batch_windows", "workers",
                                                              "deterministic_workers")}
-            | {"alpha": alpha},
+            | {"alpha": alpha, "update": "fused C loop" if use_fused else "batched PyTorch steps"},
             "compute": {"device": str(net.input_vectors.device), "num_processes": world, "wall_time_s": round(train_seconds, 1),
                         "words_seen": progress["words_seen"]},
             "results": {k: v for k, v in results.items() if isinstance(v, float) and math.isfinite(v)},

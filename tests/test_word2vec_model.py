@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hfssl.word2vec import Word2VecModel
+from hfssl.word2vec import Word2VecModel, fused
 from hfssl.word2vec.model import (chunk_bounds, chunk_generator, chunk_windows, merge_updates, model_tables, table_copies,
                                   train_chunks, train_in_process)
 from hfssl.word2vec.update import Workspace
@@ -28,13 +28,15 @@ def data():
     return words, counts, corpus
 
 
-def _step_chunks(data, model, sg: bool, indices: list[int]):
-    """The windows of chunks ``indices`` of epoch 0, as the recipe builds them (200-word chunks)."""
+def _step_chunks(data, model, sg: bool, indices: list[int], fused_kernel: bool = False):
+    """The windows of chunks ``indices`` of epoch 0, as the recipe builds them (200-word chunks): batches for the
+    batched PyTorch steps, or with ``fused_kernel`` one ragged set per chunk for the fused C loop."""
     _, counts, corpus = data
     bounds = chunk_bounds(corpus, 200)
     noise = AliasSampler(noise_distribution(counts, 0.75))
     return [chunk_windows(corpus, bounds[i], window=3, negative=4, keep_prob=keep_probabilities(counts, 0.0), noise=noise,
-                          pad_id=model.pad_id, rng=chunk_generator(0, 0, i), max_windows=64, sg=sg) for i in indices]
+                          pad_id=model.pad_id, rng=chunk_generator(0, 0, i), max_windows=64, sg=sg,
+                          fused_kernel=fused_kernel) for i in indices]
 
 
 def _train(model, chunks, sg, copies, pool=None):
@@ -45,12 +47,14 @@ def _train(model, chunks, sg, copies, pool=None):
     return loss, terms, snapshots
 
 
+@pytest.mark.parametrize("fused_kernel", [False, pytest.param(True, marks=pytest.mark.skipif(
+    fused.load() is None, reason="no working C compiler"))], ids=["batched", "fused"])
 @pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
-def test_two_worker_threads_merge_bit_for_bit_like_two_processes(data, sg):
+def test_two_worker_threads_merge_bit_for_bit_like_two_processes(data, sg, fused_kernel):
     words = data[0]
     # One process, two deterministic worker threads: chunks 0 and 1 of the step.
     threads = Word2VecModel(len(words), 16, seed=3)
-    chunks = _step_chunks(data, threads, sg, [0, 1])
+    chunks = _step_chunks(data, threads, sg, [0, 1], fused_kernel)
     with ThreadPoolExecutor(max_workers=2) as pool:
         loss, terms, snapshots = _train(threads, chunks, sg, table_copies(threads, 1), pool=pool)
     # Two "processes", one worker each, from the same start; the all-reduce of two tensors is one addition.

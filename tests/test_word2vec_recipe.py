@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hfssl.config import ConfigError, parse_config
-from hfssl.word2vec import Word2VecConfig, WordVectors
+from hfssl.word2vec import Word2VecConfig, WordVectors, fused
 
 from conftest import run_recipe
 
@@ -74,11 +74,15 @@ def test_loss_falls_and_related_words_are_neighbours(full_run):
     assert (out / "modules.json").is_file() and (out / "0_StaticEmbedding" / "model.safetensors").is_file()
 
 
-def test_cbow_with_two_worker_threads_learns_the_groups(corpus, tmp_path):
-    """CBOW trained by two Hogwild worker threads: the loss falls and related words become neighbours."""
+@pytest.mark.parametrize("fused_kernel", ["true", "false"])
+def test_cbow_with_two_worker_threads_learns_the_groups(corpus, tmp_path, fused_kernel):
+    """CBOW trained by two Hogwild worker threads, with the fused C loop or the batched PyTorch steps: the loss
+    falls and related words become neighbours."""
     out = tmp_path / "cbow"
     run_recipe("word2vec.py", "--train_file", str(corpus), "--output_dir", str(out), "--model", "cbow", "--workers", "2",
-               "--save_word2vec_format", "none", *COMMON)
+               "--save_word2vec_format", "none", "--fused_kernel", fused_kernel, *COMMON)
+    fused_here = fused_kernel == "true" and fused.load() is not None  # no C compiler: the recipe falls back
+    assert ("fused C loop" if fused_here else "batched PyTorch steps") in (out / "README.md").read_text()
     progress = json.loads(next((out / "checkpoints").glob("step_*/hfssl_progress.json")).read_text())
     history = [loss for _, loss in progress["loss_history"]]
     assert history[-1] < 0.8 * history[0]

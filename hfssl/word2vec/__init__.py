@@ -1,4 +1,5 @@
-"""Word2vec (skip-gram and CBOW with negative sampling) trained with batched PyTorch ops on Accelerate.
+"""Word2vec (skip-gram and CBOW with negative sampling) on Accelerate: a fused C loop on CPU (``fused.py``),
+batched PyTorch steps on GPU (``update.py``).
 
 ``recipes/word2vec.py`` is the training script; :class:`WordVectors` loads what it saves::
 

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import fused
 from .update import CbowBatch, WindowBatch, Workspace, cbow_batches, cbow_update, skipgram_update
 from .vocab import EncodedCorpus, keep_probabilities, noise_distribution
-from .windows import AliasSampler, build_ragged_windows, build_windows, sentence_index
+from .windows import AliasSampler, RaggedWindows, build_ragged_windows, build_windows, sentence_index
 
 
 class Word2VecModel(nn.Module):
@@ -82,15 +83,20 @@ def chunk_generator(seed: int, epoch: int, chunk: int) -> np.random.Generator:
 
 def chunk_windows(corpus: EncodedCorpus, bounds: tuple[int, int], *, window: int, negative: int, keep_prob: np.ndarray,
                   noise: AliasSampler, pad_id: int, rng: np.random.Generator, max_windows: int = 1024,
-                  sg: bool = True) -> list[WindowBatch] | list[CbowBatch]:
+                  sg: bool = True, fused_kernel: bool = False) -> list[WindowBatch] | list[CbowBatch] | RaggedWindows:
     """The SGD batches of ``corpus.ids[lo:hi]``: windows with negatives and masks, as CPU tensors of at most
-    ``max_windows`` windows (:class:`WindowBatch` for skip-gram, :class:`CbowBatch` for CBOW). Pure
-    numpy/torch without the model, so it runs in a helper thread while the previous chunk trains.
+    ``max_windows`` windows (:class:`WindowBatch` for skip-gram, :class:`CbowBatch` for CBOW), or with
+    ``fused_kernel`` all the chunk's windows as one :class:`RaggedWindows` in corpus order for the fused C loop
+    (``fused.py``; the same windows, drawn from ``rng`` in the same way). Pure numpy/torch without the model, so
+    it runs in a helper thread while the previous chunk trains.
 
     ``max_windows`` bounds how many updates of one frequent word are summed in a step: 1024 is stable at
     word2vec's learning rates; 4096 diverged (NaN) on the KJV corpus in skip-gram."""
     lo, hi = bounds
     sentence = sentence_index(corpus.starts, lo, hi)
+    if fused_kernel:
+        return fused.prepare(build_ragged_windows(corpus.ids[lo:hi], sentence, keep_prob=keep_prob, window=window,
+                                                  negative=negative, noise=noise, rng=rng, by_width=False))
     if not sg:
         # CBOW needs no padding: ragged windows for the whole chunk, cut into batches.
         ragged = build_ragged_windows(corpus.ids[lo:hi], sentence, keep_prob=keep_prob, window=window, negative=negative,
@@ -107,15 +113,18 @@ def chunk_windows(corpus: EncodedCorpus, bounds: tuple[int, int], *, window: int
     return batches
 
 
-def train_windows(model: Word2VecModel, batches: list[WindowBatch], *, sg: bool, lr: float, ws: Workspace,
-                  with_loss: bool = True, tables: Tables | None = None) -> tuple[float | None, int]:
-    """One SGD step per batch of :func:`chunk_windows` (one chunk) at learning rate ``lr``, on the model's
-    tables or on ``tables`` (a worker's own copy, see :func:`train_chunks`).
+def train_windows(model: Word2VecModel, batches: list[WindowBatch] | list[CbowBatch] | RaggedWindows, *, sg: bool,
+                  lr: float, ws: Workspace, with_loss: bool = True, tables: Tables | None = None) -> tuple[float | None, int]:
+    """One SGD step per batch of :func:`chunk_windows` (one chunk) at learning rate ``lr``, or one fused-kernel
+    pass over its :class:`RaggedWindows`, on the model's tables or on ``tables`` (a worker's own copy, see
+    :func:`train_chunks`).
 
     Returns (summed loss or None, number of loss terms: pairs for skip-gram, windows for CBOW).
     """
-    update = skipgram_update if sg else cbow_update
     w_in, w_out = tables if tables is not None else model_tables(model)
+    if isinstance(batches, RaggedWindows):
+        return fused.train_ragged(w_in, w_out, batches, lr, sg, with_loss)
+    update = skipgram_update if sg else cbow_update
     device = w_in.device
     losses, terms = [], []
     for batch in batches:
@@ -200,12 +209,15 @@ def train_in_process(model: Word2VecModel, corpus: EncodedCorpus, counts: np.nda
                      negative: int = 5, sample: float = 1e-3, ns_exponent: float = 0.75, epochs: int = 5,
                      alpha: float | None = None, min_alpha: float = 1e-4, chunk_words: int = 20000,
                      batch_windows: int = 1024, workers: int = 1, deterministic_workers: bool = False,
-                     seed: int = 0) -> list[float]:
+                     fused_kernel: bool | None = None, seed: int = 0) -> list[float]:
     """Single-process training with the recipe's schedule, for benchmarks and tests (the recipe adds
     Accelerate, checkpoints and multi-process merging around the same steps). Returns the mean loss per epoch.
     A helper thread builds the next step's windows while ``workers`` threads train this step's chunks
     (:func:`train_chunks`); with ``workers=1`` or ``deterministic_workers`` the result is deterministic.
+    ``fused_kernel`` None uses the fused C loop where it works (a CPU with a C compiler), as the recipe does.
     """
+    if fused_kernel is None:
+        fused_kernel = fused.usable(model.input_vectors.device, model.input_vectors.shape[1])
     alpha = alpha if alpha is not None else (0.025 if sg else 0.05)
     keep_prob = keep_probabilities(counts, sample)
     noise = AliasSampler(noise_distribution(counts, ns_exponent))
@@ -222,7 +234,8 @@ def train_in_process(model: Word2VecModel, corpus: EncodedCorpus, counts: np.nda
 
     def windows(step):
         return [chunk_windows(corpus, bounds[i], window=window, negative=negative, keep_prob=keep_prob, noise=noise,
-                              pad_id=model.pad_id, rng=chunk_generator(seed, epoch, i), max_windows=per_worker_batch, sg=sg)
+                              pad_id=model.pad_id, rng=chunk_generator(seed, epoch, i), max_windows=per_worker_batch, sg=sg,
+                              fused_kernel=fused_kernel)
                 for epoch, i in step]
 
     epoch_loss = [[0.0, 0] for _ in range(epochs)]

@@ -122,12 +122,17 @@ def build_ragged_windows(
     negative: int,
     noise: "AliasSampler",
     rng: np.random.Generator,
+    by_width: bool = True,
 ) -> RaggedWindows:
     """:func:`build_windows` without padding, for CBOW: the same subsampling and window draws, the same windows
     in the same order (grouped by half-width ``b``, then by position; each window's contexts left to right), but
     every window's context words are one contiguous run of the kept words (the centre excluded), so the whole
     chunk is built with a handful of vectorised ops instead of a dense matrix per ``b`` that is then stripped.
     The negatives are drawn in one call for the whole chunk.
+
+    ``by_width=False`` keeps the windows in corpus order instead (the same windows; negatives drawn in the same
+    call, so the window each goes to differs): the order of the fused kernel, which trains window after window
+    as gensim does and gains nothing from grouping.
     """
     keep = rng.random(len(ids)) < keep_prob[ids]
     kept = ids[keep].astype(np.int64)
@@ -145,8 +150,11 @@ def build_ragged_windows(
     last = np.minimum(position + half, np.append(run_starts[1:], n)[run] - 1)
     # Windows grouped by b (a stable counting sort on the small ints), skipping windows with no context word
     # (a one-word sentence), as build_windows does.
-    order = np.argsort(half.astype(np.uint8 if window < 256 else np.int64), kind="stable")
-    order = order[last[order] > first[order]]
+    if by_width:
+        order = np.argsort(half.astype(np.uint8 if window < 256 else np.int64), kind="stable")
+        order = order[last[order] > first[order]]
+    else:
+        order = np.flatnonzero(last > first)
     lengths = last[order] - first[order]
     # Slot j of window i reads kept position first_i + j, stepping over the centre.
     ends = np.cumsum(lengths)
