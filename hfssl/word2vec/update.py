@@ -1,5 +1,8 @@
 """Hand-written SGD steps for skip-gram and CBOW with negative sampling, batched over many windows at once.
 
+These steps train on GPUs, and on CPUs where the fused C loop of ``fused.py`` (window after window, faster per
+core) is turned off or cannot be compiled.
+
 Why by hand: autograd on embedding tables builds dense ``[vocab, dim]`` gradients (or slow sparse ones) and
 an optimizer pass per step; word2vec only touches a few rows per step, so we compute the gradient of
 :class:`~hfssl.word2vec.loss.NegativeSamplingLoss` in closed form and scatter it into those rows with
