@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     encoder = ImageEncoder(build_backbone(cfg.backbone, cfg.image_size, config_name=cfg.config_name,
                                           model_name_or_path=cfg.model_name_or_path))
     model = build_method(cfg.method, encoder, hidden_dim=cfg.projection_hidden_dim, out_dim=cfg.projection_dim,
-                         temperature=cfg.temperature,
+                         temperature=cfg.temperature, head_batch_norm=cfg.dino_head_batch_norm,
                          teacher_temperature=0.04 if cfg.teacher_temperature_warmup else cfg.teacher_temperature)
     if accelerator.num_processes > 1:  # BatchNorm over the global batch, as one process would normalize it
         model = convert_to_global_batch_norm(model)
@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     local_cfg = local_view(view1_cfg, cfg.local_crop_size or max(4, round(cfg.image_size * 3 / 7)))
 
     # 4. Optimizer and schedule: AdamW or LARS, no decay on biases / norms, linear warmup then cosine.
-    groups = param_groups(model, cfg.weight_decay)
+    lr_scales = {"predictor": (cfg.learning_rate, cfg.predictor_lr_scale)} if isinstance(model, MomentumMethod) else None
+    groups = param_groups(model, cfg.weight_decay, lr_scales)
     optimizer = LARS(groups, lr=cfg.learning_rate) if cfg.optimizer == "lars" else torch.optim.AdamW(groups, lr=cfg.learning_rate)
     if cfg.streaming:
         model, optimizer = accelerator.prepare(model, optimizer)
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     warmup = int(cfg.warmup_steps if cfg.warmup_steps >= 1 else cfg.warmup_steps * total_steps)
     w = cfg.teacher_temperature_warmup
     teacher_warmup = int(w if w >= 1 else w * total_steps)  # DINO only
+    freeze_last_layer_steps = round(cfg.freeze_last_layer_epochs * steps_per_epoch)  # DINO only
     # The prepared scheduler steps once per process per optimizer step, hence the factor.
     scheduler = accelerator.prepare(get_cosine_schedule_with_warmup(
         optimizer, warmup * accelerator.num_processes, total_steps * accelerator.num_processes))
@@ -192,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                              f"--max_grad_norm 1.0 or use --mixed_precision no; checkpoints in "
                                              f"{cfg.output_dir}/checkpoints are intact.")
                 accelerator.backward(loss)
+                if isinstance(unwrapped, DINO) and step < freeze_last_layer_steps:
+                    unwrapped.drop_last_layer_grad()  # DINO's prototypes stay fixed during the first epoch
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()

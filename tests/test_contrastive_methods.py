@@ -95,6 +95,20 @@ def test_lars_step_matches_formula():
     torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.5 * 0.5]))  # no decay, no trust ratio on 1-d
 
 
+def test_param_groups_give_the_predictor_its_own_learning_rate():
+    model = build_method("byol", tiny_encoder(), hidden_dim=16, out_dim=8)
+    groups = param_groups(model, 0.1, {"predictor": (0.01, 10.0)})
+    predictor = {id(p) for p in model.predictor.parameters()}
+    grouped = [id(p) for group in groups for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad)  # each once, no target
+    optimizer = torch.optim.AdamW(groups, lr=0.01)
+    for group in optimizer.param_groups:
+        in_predictor = {id(p) in predictor for p in group["params"]}
+        assert len(in_predictor) == 1  # a group is all predictor or all the rest
+        assert group["lr"] == pytest.approx(0.1 if in_predictor.pop() else 0.01)
+        assert group["weight_decay"] == (0.0 if group["params"][0].ndim <= 1 else 0.1)
+
+
 def test_dino_head_outputs_cosine_scores():
     head = DINOHead(8, 32, 10, num_layers=3, bottleneck_dim=6)
     with torch.no_grad():
@@ -121,6 +135,25 @@ def test_dino_teacher_is_ema_and_multi_crop_trains():
         torch.testing.assert_close(t, 0.75 * b + 0.25 * o)
     model.set_teacher_temperature(0.055)
     assert "teacher_temperature" in model.state_dict() and float(model.teacher_temperature) == pytest.approx(0.055)
+
+
+def test_dino_head_batch_norm_is_optional_and_copied_to_the_teacher():
+    plain = build_method("dino", tiny_encoder(), hidden_dim=16, out_dim=32)
+    with_bn = build_method("dino", tiny_encoder(), hidden_dim=16, out_dim=32, head_batch_norm=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.head.modules())
+    for head in (with_bn.head, with_bn.teacher_head):  # one BatchNorm per hidden layer (3 layers: 2 hidden)
+        assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules()) == 2
+
+
+def test_dino_drop_last_layer_grad_keeps_the_prototypes_fixed():
+    model = build_method("dino", tiny_encoder(), hidden_dim=16, out_dim=32)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1, weight_decay=0.1)
+    prototypes, first = model.head.last_layer.weight.clone(), model.head.mlp[0].weight.clone()
+    model(torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)).backward()
+    model.drop_last_layer_grad()
+    optimizer.step()
+    torch.testing.assert_close(model.head.last_layer.weight, prototypes, rtol=0, atol=0)  # not even decayed
+    assert not torch.equal(model.head.mlp[0].weight, first)
 
 
 def test_linear_warmup():

@@ -140,6 +140,20 @@ def test_dino_with_multi_crop_trains_and_checkpoints_its_teacher_state(tiny_conf
     assert 0.0 <= results["knn_accuracy"] <= 1.0
 
 
+def test_dino_freezes_its_last_layer_for_the_first_epoch_only(tiny_config, tmp_path):
+    # 64 images / 16 per batch = 4 steps per epoch: 0.75 epochs freeze steps 1-3, step 4 updates the prototypes.
+    out = tmp_path / "dino"
+    contrastive.main(_args(tiny_config, out, "--method", "dino", "--max_train_samples", "64",
+                           "--per_device_train_batch_size", "16", "--max_steps", "4", "--checkpointing_steps", "1",
+                           "--checkpoints_total_limit", "0", "--freeze_last_layer_epochs", "0.75",
+                           "--learning_rate", "3e-3"))
+    states = [load_file(out / "checkpoints" / f"step_0000000{s}" / "model.safetensors") for s in (1, 2, 3, 4)]
+    key = "head.last_layer.weight"
+    assert torch.equal(states[0][key], states[1][key]) and torch.equal(states[0][key], states[2][key])
+    assert not torch.equal(states[2][key], states[3][key])
+    assert not torch.equal(states[0]["head.mlp.0.weight"], states[2]["head.mlp.0.weight"])  # the rest learns
+
+
 def test_bad_flags_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="crop_min_scale"):
         contrastive.main(["--crop_min_scale", "0", "--output_dir", str(tmp_path)])

@@ -38,6 +38,10 @@ class ContrastiveConfig(ImageDataArguments, RunConfig):
     num_local_crops: int = _f(0, "DINO multi-crop: small views per image seen only by the student (paper 6-10).")
     local_crop_size: int | None = _f(None, "DINO: side of the local crops (default 3/7 of --image_size, the "
                                            "paper's 96 of 224).")
+    dino_head_batch_norm: bool = _f(False, "DINO: BatchNorm in the hidden layers of the head (solo-learn's default "
+                                           "for ResNets; the paper's ViT head has none).")
+    freeze_last_layer_epochs: float = _f(1.0, "DINO: the head's last (prototype) layer is not updated during this "
+                                              "many epochs at the start (paper and released code: 1).")
     base_momentum: float = _f(0.99, "Starting EMA momentum of the target network (BYOL, MoCo v3); rises to 1 "
                                     "on a cosine schedule.")
     # augmentation
@@ -56,6 +60,9 @@ class ContrastiveConfig(ImageDataArguments, RunConfig):
     max_steps: int = _f(0, "Optimizer steps to train for; overrides --num_train_epochs when > 0.")
     optimizer: str = _f("adamw", "adamw, or lars (the papers' large-batch optimizer).", choices=["adamw", "lars"])
     learning_rate: float = _f(1e-3, "Peak learning rate (after warmup), then cosine decay to 0.")
+    predictor_lr_scale: float = _f(1.0, "BYOL / MoCo v3: the predictor's learning rate is this times "
+                                        "--learning_rate (SimSiam and DirectPred: a predictor that adapts faster "
+                                        "than the encoder helps non-contrastive learning).")
     weight_decay: float = _f(1e-5, "Weight decay of weight matrices (not of biases and norm layers).")
     warmup_steps: float = _f(0.05, "Linear warmup: steps if >= 1, else a fraction of the total steps.")
     max_grad_norm: float = _f(0.0, "Clip gradients to this norm (0: no clipping).")
@@ -84,10 +91,14 @@ class ContrastiveConfig(ImageDataArguments, RunConfig):
             raise ConfigError(f"--hflip_prob must be in [0, 1], got {self.hflip_prob}.")
         if not 0 <= self.base_momentum < 1:
             raise ConfigError(f"--base_momentum must be in [0, 1), got {self.base_momentum}.")
+        if self.predictor_lr_scale <= 0:
+            raise ConfigError(f"--predictor_lr_scale must be > 0, got {self.predictor_lr_scale}.")
         if self.learning_rate <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ConfigError("--learning_rate must be > 0 and --warmup_steps, --weight_decay >= 0.")
         if self.teacher_temperature <= 0 or self.teacher_temperature_warmup < 0:
             raise ConfigError("--teacher_temperature must be > 0 and --teacher_temperature_warmup >= 0.")
+        if self.freeze_last_layer_epochs < 0:
+            raise ConfigError(f"--freeze_last_layer_epochs must be >= 0, got {self.freeze_last_layer_epochs}.")
         if self.num_local_crops < 0 or (self.local_crop_size is not None and self.local_crop_size < 1):
             raise ConfigError("--num_local_crops must be >= 0 and --local_crop_size >= 1.")
         if self.num_local_crops and self.method != "dino":

@@ -13,14 +13,29 @@ import torch
 from torch import nn
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights with decay (and LARS adaptation), biases/norm weights without."""
+def param_groups(model: nn.Module, weight_decay: float, lr_scales: dict[str, tuple[float, float]] | None = None
+                 ) -> list[dict]:
+    """Two groups: weights with decay (and LARS adaptation), biases/norm weights without.
+
+    ``lr_scales`` maps a submodule name (``"predictor"``) to ``(base_lr, scale)``: its parameters get two groups
+    of their own with learning rate ``base_lr * scale`` (a learning-rate schedule then scales every group alike).
+    """
+    lr_scales = lr_scales or {}
+    own = {name: ([], []) for name in lr_scales}
     decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay, "lars_adapt": True},
-            {"params": no_decay, "weight_decay": 0.0, "lars_adapt": False}]
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        prefix = next((p for p in own if name == p or name.startswith(p + ".")), None)
+        bucket = own[prefix] if prefix is not None else (decay, no_decay)
+        (bucket[1] if param.ndim <= 1 else bucket[0]).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay, "lars_adapt": True},
+              {"params": no_decay, "weight_decay": 0.0, "lars_adapt": False}]
+    for prefix, (own_decay, own_no_decay) in own.items():
+        lr = lr_scales[prefix][0] * lr_scales[prefix][1]
+        groups += [{"params": own_decay, "weight_decay": weight_decay, "lars_adapt": True, "lr": lr},
+                   {"params": own_no_decay, "weight_decay": 0.0, "lars_adapt": False, "lr": lr}]
+    return [group for group in groups if group["params"]]
 
 
 class LARS(torch.optim.Optimizer):

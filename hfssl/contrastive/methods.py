@@ -118,10 +118,10 @@ class DINO(nn.Module):
     """
 
     def __init__(self, encoder: ImageEncoder, hidden_dim: int, out_dim: int, num_layers: int,
-                 student_temperature: float, teacher_temperature: float) -> None:
+                 student_temperature: float, teacher_temperature: float, head_batch_norm: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = DINOHead(encoder.dim, hidden_dim, out_dim, num_layers)
+        self.head = DINOHead(encoder.dim, hidden_dim, out_dim, num_layers, batch_norm=head_batch_norm)
         self.teacher_encoder = copy.deepcopy(encoder)
         self.teacher_head = copy.deepcopy(self.head)
         for p in [*self.teacher_encoder.parameters(), *self.teacher_head.parameters()]:
@@ -146,13 +146,21 @@ class DINO(nn.Module):
     def set_teacher_temperature(self, value: float) -> None:
         self.teacher_temperature.fill_(value)
 
+    def drop_last_layer_grad(self) -> None:
+        """Skip the prototypes' update this step: DINO freezes the last layer during the first epoch(s)
+        (released code, ``--freeze_last_layer 1``), while the rest of the head learns to spread the images over
+        the still-random prototypes; updating them from the start makes the early, near-uniform phase unstable."""
+        self.head.last_layer.weight.grad = None
+
 
 def build_method(method: str, encoder: ImageEncoder, *, hidden_dim: int | None = None, out_dim: int | None = None,
-                 temperature: float | None = None, teacher_temperature: float | None = None) -> nn.Module:
+                 temperature: float | None = None, teacher_temperature: float | None = None,
+                 head_batch_norm: bool = False) -> nn.Module:
     """The model for ``method`` with the paper's head sizes unless ``hidden_dim`` / ``out_dim`` are given.
 
     ``temperature`` is SimCLR's / MoCo v3's softmax temperature and DINO's student temperature;
-    ``teacher_temperature`` is DINO's (starting) teacher temperature.
+    ``teacher_temperature`` is DINO's (starting) teacher temperature; ``head_batch_norm`` puts BatchNorm in the
+    hidden layers of DINO's head (solo-learn's default for ResNets; the paper's ViT head has none).
     """
     if method not in PAPER_DIMS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
@@ -169,7 +177,7 @@ def build_method(method: str, encoder: ImageEncoder, *, hidden_dim: int | None =
         return MomentumMethod(encoder, hidden, out, layers, hidden_dim or pred_hidden,
                               MoCoV3Loss(temperature or 0.2), projector_last_bn=True)
     if method == "dino":
-        return DINO(encoder, hidden, out, layers, temperature or 0.1, teacher_temperature or 0.04)
+        return DINO(encoder, hidden, out, layers, temperature or 0.1, teacher_temperature or 0.04, head_batch_norm)
     if method == "vicreg":
         return _TwoBranchRedundancy(encoder, hidden, out, layers, VICRegLoss())
     return _TwoBranchRedundancy(encoder, hidden, out, layers, BarlowTwinsLoss())
