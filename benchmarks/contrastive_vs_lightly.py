@@ -12,7 +12,7 @@ side follows its documented examples: torchvision/PIL views made per image in th
 
 Speed: ``--rounds`` alternating (paired) short runs of ``--speed_steps`` steps per side; the ratio of medians is
 reported, which stays fair when the machine is shared. Accuracy: one ``--epochs`` training per side from the
-same seed; both dump frozen features and the parent computes weighted kNN (k=20, T=0.07) and a linear probe
+same seed (per seed of ``--seeds``, with means over them); both dump frozen features and the parent computes weighted kNN (k=20, T=0.07) and a linear probe
 with the same code, plus each side's random-init baseline. Results are printed and written as JSON.
 """
 
@@ -263,6 +263,8 @@ def main():
     p.add_argument("--min_scale", type=float, default=0.2)
     p.add_argument("--hflip", type=float, default=0.0, help="Digits are not mirror-symmetric: no flips by default.")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="Accuracy phase: train each side once per seed and report the means (default: --seed alone).")
     p.add_argument("--output", default="benchmarks/contrastive_vs_lightly.json")
     # worker mode (internal)
     p.add_argument("--worker", choices=["hfssl", "lightly"])
@@ -300,16 +302,25 @@ def main():
             print(f"{method}: hfssl {med['hfssl']:.1f} vs lightly {med['lightly']:.1f} images/s (medians); paired "
                   f"ratios {', '.join(f'{x:.2f}' for x in paired)} -> ratio {statistics.median(paired):.2f}", flush=True)
         if "accuracy" in args.phases:
-            for side in ("hfssl", "lightly"):
-                with tempfile.TemporaryDirectory() as tmp:
-                    run = _run(side, args, "accuracy", tmp)
-                    run["init"] = _evaluate(f"{tmp}/init.npz", ytr, yva)
-                    run["final"] = _evaluate(f"{tmp}/final.npz", ytr, yva)
-                entry.setdefault("accuracy", {})[side] = run
-                print(f"{method} {side} {args.epochs} epochs: kNN {run['final']['knn']:.4f} (random init "
-                      f"{run['init']['knn']:.4f}), linear probe {run['final']['linear_probe']:.4f} (random init "
-                      f"{run['init']['linear_probe']:.4f}), loss {run['first_loss']:.3f}->{run['last_loss']:.3f}, "
-                      f"{run['images_per_s']:.1f} images/s", flush=True)
+            # One training per side and seed; a single seed's kNN moves by a point or two, so compare the means.
+            seed = args.seed
+            for args.seed in args.seeds or [seed]:
+                for side in ("hfssl", "lightly"):
+                    with tempfile.TemporaryDirectory() as tmp:
+                        run = _run(side, args, "accuracy", tmp)
+                        run["init"] = _evaluate(f"{tmp}/init.npz", ytr, yva)
+                        run["final"] = _evaluate(f"{tmp}/final.npz", ytr, yva)
+                    entry.setdefault("accuracy", {}).setdefault(side, []).append({"seed": args.seed, **run})
+                    print(f"{method} {side} seed {args.seed}, {args.epochs} epochs: kNN {run['final']['knn']:.4f} (random init "
+                          f"{run['init']['knn']:.4f}), linear probe {run['final']['linear_probe']:.4f} (random init "
+                          f"{run['init']['linear_probe']:.4f}), loss {run['first_loss']:.3f}->{run['last_loss']:.3f}, "
+                          f"{run['images_per_s']:.1f} images/s", flush=True)
+            args.seed = seed
+            for side, runs in entry["accuracy"].items():
+                mean = {m: statistics.mean(r["final"][m] for r in runs) for m in ("knn", "linear_probe")}
+                entry.setdefault("accuracy_mean", {})[side] = mean
+                print(f"{method} {side}: mean over {len(runs)} seed(s): kNN {mean['knn']:.4f}, linear probe "
+                      f"{mean['linear_probe']:.4f}", flush=True)
     if "augment" in args.phases:
         report["augment"] = report_aug
     Path(args.output).write_text(json.dumps(report, indent=2))
