@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     local_cfg = local_view(view1_cfg, cfg.local_crop_size or max(4, round(cfg.image_size * 3 / 7)))
 
     # 4. Optimizer and schedule: AdamW or LARS, no decay on biases / norms, linear warmup then cosine.
-    lr_scales = {"predictor": (cfg.learning_rate, cfg.predictor_lr_scale)} if isinstance(model, MomentumMethod) else None
+    # Separate predictor groups only when asked: the default keeps the two-group layout older checkpoints resume into.
+    lr_scales = ({"predictor": (cfg.learning_rate, cfg.predictor_lr_scale)}
+                 if isinstance(model, MomentumMethod) and cfg.predictor_lr_scale != 1 else None)
     groups = param_groups(model, cfg.weight_decay, lr_scales)
     optimizer = LARS(groups, lr=cfg.learning_rate) if cfg.optimizer == "lars" else torch.optim.AdamW(groups, lr=cfg.learning_rate)
     if cfg.streaming:
