@@ -1,8 +1,8 @@
 """The trainable word2vec tables and one training step over a chunk of the corpus.
 
 :class:`Word2VecModel` is a plain ``nn.Module`` so that Accelerate can place it on a device, broadcast it
-across processes and save it (safetensors) in checkpoints; it is trained with the closed-form steps in
-``update.py``, never with autograd.
+across processes and save it (safetensors) in checkpoints; it is trained with the fused C loop of ``fused.py``
+(CPU) or the closed-form batched steps of ``update.py`` (GPU, or no C compiler), never with autograd.
 """
 
 from __future__ import annotations
