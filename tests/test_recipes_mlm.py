@@ -44,7 +44,8 @@ def test_smoke_loss_falls_and_results_are_written(trained):
     results = json.loads((trained / "all_results.json").read_text())
     assert history[0][1] - history[-1][1] > 0.5, history
     assert results["eval_loss"] < history[0][1]
-    for key in ("train_tokens_per_second", "train_runtime", "eval_loss", "perplexity", "peak_memory_mb"):
+    for key in ("train_tokens_per_second", "train_tokens_per_second_steady", "train_runtime", "eval_loss", "perplexity",
+                "peak_memory_mb"):
         assert results[key] > 0
     assert results["train_steps"] == 60 and results["num_processes"] == 1
     assert list(trained.rglob("events.out.tfevents.*")), "nothing was logged to TensorBoard"
@@ -62,6 +63,26 @@ def test_saved_folder_loads_with_auto_classes_and_fill_mask(trained):
     assert len(predictions) == 5 and all(0 <= p["score"] <= 1 for p in predictions)
     assert (trained / "README.md").read_text().startswith("---")
     assert (trained / "hfssl_config.yaml").is_file()
+
+
+def test_torch_compile_compiles_encoder_and_head_and_saves_plain_names(tmp_path, docs_text_file):
+    # Sparse prediction calls the encoder and the head directly, never the model's own forward: compiling only
+    # the model (torch.compile(model)) left both to run eagerly.
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForMaskedLM
+
+    recipe = _load_recipe()
+    torch._dynamo.reset()
+    counters.clear()
+    out = tmp_path / "compiled"
+    results = recipe.main(["--train_file", str(docs_text_file), "--output_dir", str(out), "--max_steps", "4",
+                           "--eval_steps", "0", *TINY, "--torch_compile", "true"])
+    assert counters["stats"]["unique_graphs"] >= 2, dict(counters["stats"])
+    assert results["train_steps"] == 4
+    names = load_file(out / "model.safetensors").keys()
+    assert not [n for n in names if "_orig_mod" in n]
+    _, info = AutoModelForMaskedLM.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, docs_text_file):
