@@ -120,6 +120,20 @@ def test_blur_smooths_and_preserves_constant_images():
     torch.testing.assert_close(gaussian_blur(flat, cfg, torch.Generator().manual_seed(0)), flat)
 
 
+def test_blur_reaches_the_full_sigma_range_on_small_images():
+    # An impulse blurred by a Gaussian of sigma spreads with standard deviation sigma. On 32 px images a kernel of
+    # 10% of the side (3 taps) caps that spread near 0.8 px; the drawn sigmas go up to 2 px.
+    x = torch.zeros(64, 1, 32, 32)
+    x[:, :, 16, 16] = 1.0
+    blurred = gaussian_blur(x, ViewConfig(image_size=32, blur_prob=1.0), torch.Generator().manual_seed(0))
+    profile = blurred.sum(dim=2)[:, 0]  # (64, 32): mass per column
+    offsets = torch.arange(32.0) - 16
+    spread = ((profile * offsets**2).sum(1) / profile.sum(1)).sqrt()
+    assert spread.max() > 1.6 and spread.min() < 0.5
+    assert spread.max() < 2.05
+    torch.testing.assert_close(blurred.sum(dim=(1, 2, 3)), torch.ones(64))  # no mass lost at this size
+
+
 def test_byol_views_are_asymmetric():
     v1, v2 = views_for_method("byol", 32)
     assert v1.blur_prob == 1.0 and v2.blur_prob == 0.1

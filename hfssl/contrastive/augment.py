@@ -17,8 +17,8 @@ then depend on how the global batch is split between processes.
 
 Parameters follow SimCLR (Chen et al. 2020, appendix A) and BYOL (Grill et al. 2020, table 6):
 random resized crop (scale 0.08-1, ratio 3/4-4/3), horizontal flip 0.5, colour jitter with probability 0.8
-(brightness, contrast, saturation, hue in random order), grayscale 0.2, Gaussian blur (sigma 0.1-2, kernel 10%
-of the image side), solarization (BYOL's second view only).
+(brightness, contrast, saturation, hue in random order), grayscale 0.2, Gaussian blur (sigma 0.1-2 px, kernel
+10% of the image side but never below 3 sigma), solarization (BYOL's second view only).
 """
 
 from __future__ import annotations
@@ -247,8 +247,12 @@ def gaussian_blur(images: torch.Tensor, cfg: ViewConfig, gen: Randomness) -> tor
     sigma = _uniform(b, 0.1, 2.0, gen, device)
     if not bool(apply.any()):
         return images
-    size = max(3, int(0.1 * cfg.image_size) // 2 * 2 + 1)  # odd, ~10% of the side as in SimCLR
-    radius = size // 2
+    # The kernel reaches 3 sigma for the largest sigma (as PIL's GaussianBlur, which lightly's views use), and at
+    # least SimCLR's 10% of the side. The 10% rule alone gives 3 taps at 32 px, which cuts every sigma above ~0.5
+    # down to a near box filter: a much weaker blur than the sigma range says.
+    radius = max(math.ceil(3 * 2.0), int(0.1 * cfg.image_size) // 2)
+    radius = min(radius, h - 1, w - 1)  # reflect padding needs a radius below the side
+    size = 2 * radius + 1
     offsets = torch.arange(-radius, radius + 1, device=device, dtype=images.dtype)
     kernel = torch.exp(-(offsets.view(1, -1) ** 2) / (2 * sigma.view(-1, 1).clamp(min=1e-3) ** 2))
     kernel = kernel / kernel.sum(1, keepdim=True)
