@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                          rank=accelerator.process_index, world_size=accelerator.num_processes)
     train_loader = DataLoader(train_ds, batch_size=cfg.per_device_train_batch_size, shuffle=not cfg.streaming,
                               drop_last=True, num_workers=cfg.dataloader_num_workers,
+                              # kept across epochs: restarting workers each epoch stalls small datasets (digits: 11 steps)
+                              persistent_workers=cfg.dataloader_num_workers > 0,
                               collate_fn=ImageCollator(image_col, None, cfg.image_size))
     eval_loaders = None
     if label_col and "validation" in splits:
