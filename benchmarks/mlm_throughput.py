@@ -37,20 +37,22 @@ def held_out_loss(model_dir: Path, eval_blocks, batch_size: int = 64) -> float:
     """Token-weighted masked-LM loss of a saved model on fixed, premasked validation blocks."""
     from transformers import AutoModelForMaskedLM
 
-    model = AutoModelForMaskedLM.from_pretrained(model_dir).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForMaskedLM.from_pretrained(model_dir).to(device).eval()
     objective = MaskedLMObjective(model, sparse_prediction=True)
     collate = PadCollator(0)
-    total = torch.zeros(2)
+    total = torch.zeros(2, device=device)
     with torch.no_grad():
         for i in range(0, len(eval_blocks), batch_size):
             batch = collate([eval_blocks[j] for j in range(i, min(i + batch_size, len(eval_blocks)))])
-            total += objective(batch["input_ids"], batch["labels"], reduction="sum_per_row").sum(dim=0)
+            total += objective(batch["input_ids"].to(device), batch["labels"].to(device), reduction="sum_per_row").sum(dim=0)
     return (total[0] / total[1]).item()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", choices=["python-docs", "bible"], default="python-docs")
+    p.add_argument("--corpus_file", help="A text file (one paragraph per line) to use instead of --corpus.")
     p.add_argument("--pairs", type=int, default=3)
     add_model_arguments(p)
     p.add_argument("--ours_flags", default="", help="Extra flags for recipes/mlm.py, e.g. '--mixed_precision bf16'.")
@@ -60,7 +62,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = python_docs_corpus() if args.corpus == "python-docs" else bible_corpus()
+    corpus = Path(args.corpus_file) if args.corpus_file else python_docs_corpus() if args.corpus == "python-docs" else bible_corpus()
     lines = corpus.read_text(encoding="utf-8").splitlines()
     n_val = len(lines) // 20  # the tail, as the recipe holds out by default
     train_file, val_file = out / "train.txt", out / "validation.txt"
@@ -87,7 +89,7 @@ def main() -> None:
     }
     runs = run_pairs(commands, args.pairs, out, lambda run_dir: held_out_loss(run_dir, eval_blocks))
     summary = summarize(runs, {
-        "date": datetime.date.today().isoformat(), "hardware": hardware(), "corpus": args.corpus,
+        "date": datetime.date.today().isoformat(), "hardware": hardware(), "corpus": args.corpus_file or args.corpus,
         "command": "python benchmarks/mlm_throughput.py " + " ".join(sys.argv[1:]),
         "model": f"BERT {args.num_hidden_layers}x{args.hidden_size}, vocab {len(tokenizer)}, seq {args.max_seq_length}, "
                  f"batch {args.per_device_train_batch_size}, {args.max_steps} steps",
