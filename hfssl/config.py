@@ -17,6 +17,8 @@ from typing import Any, Sequence, TypeVar
 import yaml
 from transformers import HfArgumentParser
 
+from .precision import CHOICES as PRECISION_CHOICES, resolve_mixed_precision
+
 T = TypeVar("T")
 
 
@@ -55,7 +57,8 @@ class RunConfig:
     )
     seed: int = dataclasses.field(default=42, metadata={"help": "Seed for weights, shuffling and masking."})
     mixed_precision: str = dataclasses.field(
-        default="no", metadata={"help": "no, bf16 or fp16 (fp16 needs a GPU).", "choices": ["no", "bf16", "fp16"]}
+        default="no", metadata={"help": "no, bf16, fp16 (fp16 needs a GPU) or auto (bf16 where the GPU or CPU computes "
+                                         "it natively, else no; see hfssl/precision.py).", "choices": PRECISION_CHOICES}
     )
     checkpointing_steps: int = dataclasses.field(
         default=0, metadata={"help": "Save a resumable checkpoint every N optimizer steps (0: only at the end)."}
@@ -83,6 +86,7 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        self.mixed_precision = resolve_mixed_precision(self.mixed_precision)
         if self.checkpointing_steps < 0:
             raise ConfigError(f"checkpointing_steps must be >= 0, got {self.checkpointing_steps}.")
         if self.logging_steps < 1:

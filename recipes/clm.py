@@ -40,6 +40,7 @@ from hfssl.data.packing import pack_fn
 from hfssl.data.text import DataError, load_text_splits
 from hfssl.data.tokenizer_training import load_or_train_tokenizer
 from hfssl.distributed import no_accelerator, settle_gloo_workers
+from hfssl.precision import CHOICES as PRECISION_CHOICES
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.mlm.data import EpochShuffleSampler, PadCollator
 from hfssl.mlm.model_factory import check_sizes
@@ -55,8 +56,9 @@ class CLMConfig(RunConfig):
     """Every flag of recipes/clm.py. The defaults are the offline default run (recipes/configs/clm/offline.yaml)."""
 
     output_dir: str = field(default="outputs/clm", metadata={"help": "Where checkpoints and the final model go."})
-    mixed_precision: str = field(default="bf16", metadata={"help": "bf16 (default: faster on CPUs with AVX512-BF16 and "
-                                 "on GPUs), fp16 (GPU) or no.", "choices": ["no", "bf16", "fp16"]})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (default: bf16 on GPUs and on CPUs with AVX512-BF16 "
+                                 "or AMX; float32 on other CPUs, where bf16 is many times slower), bf16, fp16 (GPU) or no.",
+                                 "choices": PRECISION_CHOICES})
     # Data
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. Salesforce/wikitext."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset config, e.g. wikitext-103-raw-v1."})

@@ -33,6 +33,7 @@ from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkp
 from hfssl.config import ConfigError, RunConfig, check_text_pretraining, parse_config, save_config
 from hfssl.data.offline_corpus import python_docs_corpus
 from hfssl.distributed import no_accelerator, settle_gloo_workers
+from hfssl.precision import CHOICES as PRECISION_CHOICES
 from hfssl.data.text import DataError, load_text_splits
 from hfssl.data.tokenizer_training import load_or_train_tokenizer
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
@@ -53,8 +54,9 @@ class MLMConfig(RunConfig):
     """Every flag of recipes/mlm.py. The defaults are the offline default run (recipes/configs/mlm/offline.yaml)."""
 
     output_dir: str = field(default="outputs/mlm", metadata={"help": "Where checkpoints and the final model go."})
-    mixed_precision: str = field(default="bf16", metadata={"help": "bf16 (default: ~1.6x faster on CPUs with AVX512-BF16 "
-                                 "and on GPUs), fp16 (GPU) or no.", "choices": ["no", "bf16", "fp16"]})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (default: bf16 on GPUs and on CPUs with AVX512-BF16 "
+                                 "or AMX, where it is ~1.6x faster; float32 on other CPUs, where bf16 is ~28x slower), bf16, "
+                                 "fp16 (GPU) or no.", "choices": PRECISION_CHOICES})
     # Data
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. Salesforce/wikitext."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset config, e.g. wikitext-103-raw-v1."})

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
+from .one_pixel_conv import use_one_pixel_convs
 
 # Normalization applied after augmentation and written into the saved image processor.
 IMAGE_MEAN = (0.485, 0.456, 0.406)
@@ -60,10 +61,15 @@ def build_backbone(backbone: str, image_size: int, *, config_name: str | None = 
 
 
 class ImageEncoder(nn.Module):
-    """Wraps a transformers backbone so that ``encoder(pixel_values)`` is a (batch, dim) feature matrix."""
+    """Wraps a transformers backbone so that ``encoder(pixel_values)`` is a (batch, dim) feature matrix.
+
+    Convolutions that meet 1x1 maps on small images become matrix products (:mod:`.one_pixel_conv`): same
+    parameters and results, several times faster on CPU.
+    """
 
     def __init__(self, backbone: PreTrainedModel) -> None:
         super().__init__()
+        use_one_pixel_convs(backbone)
         self.backbone = backbone
         config = backbone.config
         # Token models whose position embeddings were made for another size interpolate them (pretrained ViTs).

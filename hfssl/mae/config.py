@@ -11,6 +11,7 @@ import dataclasses
 
 from ..config import ConfigError, RunConfig
 from ..contrastive.data import ImageDataArguments
+from ..precision import CHOICES as PRECISION_CHOICES
 
 
 def _f(default, help: str, **extra):  # noqa: A002 - "help" mirrors argparse
@@ -20,8 +21,9 @@ def _f(default, help: str, **extra):  # noqa: A002 - "help" mirrors argparse
 @dataclasses.dataclass
 class MAEConfig(ImageDataArguments, RunConfig):
     output_dir: str = _f("outputs/mae", "Where checkpoints and the final encoder go.")
-    mixed_precision: str = _f("bf16", "bf16 (default; fast on GPUs and CPUs with AVX512-BF16), fp16 (GPU) or no.",
-                              choices=["no", "bf16", "fp16"])
+    mixed_precision: str = _f("auto", "auto (default: bf16 on GPUs and on CPUs with AVX512-BF16 or AMX, float32 on "
+                                      "other CPUs, where bf16 is many times slower), bf16, fp16 (GPU) or no.",
+                              choices=PRECISION_CHOICES)
     # data (where the images come from: the flags of ImageDataArguments)
     image_size: int = _f(32, "Side of the square training images in pixels (the paper: 224).")
     # augmentation (the paper: random resized crop, scale 0.2-1, and horizontal flip; nothing else)
