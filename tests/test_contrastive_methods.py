@@ -58,6 +58,21 @@ def test_every_method_trains_a_step(method):
         assert all(p.grad is None for p in model.target_encoder.parameters())
 
 
+@pytest.mark.parametrize("method", ["simclr", "byol", "mocov3", "vicreg", "barlowtwins"])
+def test_batch_norm_sees_each_view_alone(method):
+    """Each view is its own forward pass: in training mode a view's embedding must not depend on the other view's
+    batch statistics (the released code of these methods; see the module docstring of methods.py)."""
+    model = build_method(method, tiny_encoder(), hidden_dim=32, out_dim=16).train()
+    seen = []
+    model.projector.register_forward_hook(lambda module, args, out: seen.append(out.detach()))
+    x1 = torch.rand(6, 3, 16, 16)
+    model(x1, torch.rand(6, 3, 16, 16))
+    model(x1, torch.rand(6, 3, 16, 16) * 5)
+    assert seen[0].shape[0] == 6
+    torch.testing.assert_close(seen[0], seen[2])
+    assert not torch.allclose(seen[1], seen[3])
+
+
 def test_target_follows_online_network_by_ema():
     model = build_method("byol", tiny_encoder(), hidden_dim=16, out_dim=8)
     with torch.no_grad():

@@ -6,9 +6,11 @@ each optimizer step with :meth:`MomentumMethod.update_target` using :func:`cosin
 same way (:class:`DINO`, whose loss, ``dino_loss.py``, also keeps a center). Keeping the target inside the module
 means ``accelerator.save_state`` checkpoints it with everything else (exact resume).
 
-Both views go through the networks as one concatenated batch: one large matrix multiply is faster than two on
-every device, and BatchNorm then normalizes over both views together (public implementations of the papers differ
-on this detail); with several processes, over both views of the global batch (``global_batch_norm.py``).
+Each view goes through the networks in its own forward pass, so BatchNorm normalizes each view over the batch
+(with several processes, over the global batch: ``global_batch_norm.py``), as the released code of BYOL, MoCo v3,
+VICReg and Barlow Twins and lightly's examples do. SimCLR's released code concatenates the views instead; on
+digits (``benchmarks/contrastive_vs_lightly.py``, 10 epochs, 3 seeds) per-view passes gave kNN 0.953 against 0.933
+concatenated, at the same images/s on CPU. DINO keeps one pass for the global views, as its multi-crop code does.
 """
 
 from __future__ import annotations
@@ -62,9 +64,7 @@ class SimCLR(nn.Module):
         self.loss = NTXentLoss(temperature)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        z = self.projector(self.encoder(torch.cat([view1, view2])))
-        z1, z2 = z.chunk(2)
-        return self.loss(z1, z2)
+        return self.loss(self.projector(self.encoder(view1)), self.projector(self.encoder(view2)))
 
 
 class _TwoBranchRedundancy(nn.Module):
@@ -77,8 +77,7 @@ class _TwoBranchRedundancy(nn.Module):
         self.loss = loss
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        z1, z2 = self.projector(self.encoder(torch.cat([view1, view2]))).chunk(2)
-        return self.loss(z1, z2)
+        return self.loss(self.projector(self.encoder(view1)), self.projector(self.encoder(view2)))
 
 
 class MomentumMethod(nn.Module):
@@ -97,10 +96,9 @@ class MomentumMethod(nn.Module):
         self.loss = loss
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        views = torch.cat([view1, view2])
-        p1, p2 = self.predictor(self.projector(self.encoder(views))).chunk(2)
+        p1, p2 = (self.predictor(self.projector(self.encoder(v))) for v in (view1, view2))
         with torch.no_grad():
-            t1, t2 = self.target_projector(self.target_encoder(views)).chunk(2)
+            t1, t2 = (self.target_projector(self.target_encoder(v)) for v in (view1, view2))
         return self.loss(p1, p2, t1, t2)
 
     @torch.no_grad()
