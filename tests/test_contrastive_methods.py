@@ -58,6 +58,16 @@ def test_every_method_trains_a_step(method):
         assert all(p.grad is None for p in model.target_encoder.parameters())
 
 
+@pytest.mark.parametrize("method", ["simclr", "mocov3"])
+def test_projector_output_is_batch_normalized(method):
+    """SimCLR's released code (and MoCo v3, which follows it) ends the projector with BatchNorm: every output
+    dimension has mean 0 and variance 1 over the batch in training mode."""
+    model = build_method(method, tiny_encoder(), hidden_dim=32, out_dim=16).train()
+    z = model.projector(model.encoder(torch.rand(12, 3, 16, 16)))
+    torch.testing.assert_close(z.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.var(0, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
+
+
 @pytest.mark.parametrize("method", ["simclr", "byol", "mocov3", "vicreg", "barlowtwins"])
 def test_batch_norm_sees_each_view_alone(method):
     """Each view is its own forward pass: in training mode a view's embedding must not depend on the other view's

@@ -109,7 +109,7 @@ class PerImageRandom:
     :meth:`randperm` (the colour-jitter order) is shared by the batch; it depends on (seed, step, view).
     """
 
-    BLOCK = 16  # numbers per image hashed at once (one view takes up to 14)
+    BLOCK = 32  # numbers per image hashed at once (one view takes up to 32: 20 of them for the crop)
 
     def __init__(self, seed: int, step: int, view: int, index: torch.Tensor) -> None:
         state = 0x243F6A88  # the batch's part of the key, hashed with Python ints
@@ -158,15 +158,26 @@ def _coin(n: int, p: float, gen: Randomness, device: torch.device) -> torch.Tens
     return _rand(n, gen, device) < p
 
 
+CROP_TRIES = 10  # torchvision's RandomResizedCrop
+
+
 def random_resized_crop(images: torch.Tensor, cfg: ViewConfig, gen: Randomness) -> torch.Tensor:
     """Crop a random box of random area and aspect ratio, flip it with ``hflip_prob``, resample to image_size."""
     b, device = images.shape[0], images.device
-    area = _uniform(b, *cfg.crop_scale, gen, device)
-    log_ratio = _uniform(b, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]), gen, device)
-    ratio = torch.exp(log_ratio)
-    # Box sides as fractions of the image side; clamped to the image (torchvision re-samples instead).
-    w = torch.sqrt(area * ratio).clamp(max=1.0)
-    h = torch.sqrt(area / ratio).clamp(max=1.0)
+    # Box sides as fractions of the image side. A box that does not fit in the image is drawn again, up to
+    # CROP_TRIES times, then the whole image is taken, as torchvision's RandomResizedCrop does. Clamping the sides
+    # instead makes many boxes span the full width or height at the same place in both views: on digits the two
+    # views' pixels then correlated 0.46 instead of torchvision's 0.38, an easier task that learned less.
+    w = torch.ones(b, device=device)
+    h = torch.ones(b, device=device)
+    chosen = torch.zeros(b, dtype=torch.bool, device=device)
+    for _ in range(CROP_TRIES):
+        area = _uniform(b, *cfg.crop_scale, gen, device)
+        ratio = torch.exp(_uniform(b, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]), gen, device))
+        tw, th = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+        take = ~chosen & (tw <= 1) & (th <= 1)
+        w, h = torch.where(take, tw, w), torch.where(take, th, h)
+        chosen |= take
     # Centres in [-1, 1] coordinates such that the box stays inside the image.
     cx = (_rand(b, gen, device) * 2 - 1) * (1 - w)
     cy = (_rand(b, gen, device) * 2 - 1) * (1 - h)

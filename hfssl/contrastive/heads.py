@@ -12,7 +12,7 @@ from torch import nn
 
 # method -> (projector hidden, projector out, projector layers, predictor hidden or None)
 PAPER_DIMS = {
-    "simclr": (2048, 128, 2, None),  # SimCLR sec. 2.1 / released code: Linear-BN-ReLU-Linear
+    "simclr": (2048, 128, 2, None),  # SimCLR sec. 2.1 / released code: Linear-BN-ReLU-Linear-BN
     "byol": (4096, 256, 2, 4096),  # BYOL sec. 3.3: MLP 4096 -> 256, predictor the same shape
     "mocov3": (4096, 256, 3, 4096),  # MoCo v3 sec. 4 (ResNet): 3-layer projector, 2-layer predictor
     "vicreg": (8192, 8192, 3, None),  # VICReg sec. 4.1: expander 8192-8192-8192
@@ -25,7 +25,8 @@ PAPER_DIMS = {
 class MLPHead(nn.Sequential):
     """``num_layers`` Linear layers; BatchNorm + ReLU after every hidden layer.
 
-    ``last_bn`` adds a BatchNorm without affine parameters after the output layer (MoCo v3's projector).
+    ``last_bn`` adds a BatchNorm without affine parameters after the output layer (SimCLR's and MoCo v3's
+    projectors).
     """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False) -> None:

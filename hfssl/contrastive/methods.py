@@ -60,7 +60,9 @@ class SimCLR(nn.Module):
     def __init__(self, encoder: ImageEncoder, hidden_dim: int, out_dim: int, num_layers: int, temperature: float) -> None:
         super().__init__()
         self.encoder = encoder
-        self.projector = MLPHead(encoder.dim, hidden_dim, out_dim, num_layers)
+        # BatchNorm on the output layer too, as in SimCLR's released code (which MoCo v3 follows) and lightly: it
+        # centres the embeddings, whose cosines at random init are otherwise ~0.3 for any two images.
+        self.projector = MLPHead(encoder.dim, hidden_dim, out_dim, num_layers, last_bn=True)
         self.loss = NTXentLoss(temperature)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
