@@ -17,19 +17,59 @@ if torch.distributed.is_available():
     import torch.distributed.nn.functional  # noqa: F401
 
 
-def settle_gloo_workers(seconds: float = 0.1) -> None:
-    """Sleep briefly, without the GIL, after a run's last collective and before its process group is torn down.
+def settle_gloo_workers(timeout: float = 5.0) -> None:
+    """Wait, without the GIL, until the gloo worker threads are idle; call it right before ``end_training()``.
 
-    A gloo worker thread frees each finished collective's work after signalling completion, and freeing a work that
-    holds a Python-owned tensor needs the GIL. If the main thread meanwhile frees the DDP model (when ``main()``
-    returns), the reducer drops the last reference to the process group, whose destructor joins that worker while
-    holding the GIL: both wait forever (seen as rare hangs of two-process test runs; py-spy showed both stacks).
-    The sleep lets the worker finish first. Call it right before ``accelerator.end_training()``.
+    A gloo worker frees each finished collective's work after signalling completion. A work launched during
+    backward captures the thread-local state, which holds Python objects, so freeing it needs the GIL. If the main
+    thread meanwhile frees the DDP model (when ``main()`` returns), the reducer drops the last reference to the
+    process group, whose destructor joins that worker while holding the GIL: both wait forever. py-spy on a hung
+    rank showed the worker in ``~AsyncBarrierWork`` -> ``~ThreadLocalState`` -> ``gil_scoped_acquire`` and the
+    main thread in ``~ProcessGroupGloo`` -> ``std::thread::join``; a two-process run without this wait hung about
+    once in ten. A fixed sleep only makes the race rarer, so this polls ``/proc`` until every ``pt_gloo_runloop``
+    thread has been asleep with no context switch for a whole polling interval: parked on its empty work queue.
+    A thread waiting for the GIL wakes every few milliseconds and a runnable one is not asleep, so neither
+    passes. Where ``/proc`` does not exist the wait is a fixed 0.1 s.
     """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        _wait_until_gloo_workers_park(timeout)
+
+
+def _wait_until_gloo_workers_park(timeout: float) -> None:
     import time
 
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        time.sleep(seconds)
+    deadline = time.monotonic() + timeout
+    previous = _gloo_worker_states()
+    if previous is None:
+        time.sleep(0.1)
+        return
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        current = _gloo_worker_states()
+        if current == previous and all(state == "S" for state, _ in current.values()):
+            return
+        previous = current
+
+
+def _gloo_worker_states() -> dict[str, tuple[str, str]] | None:
+    """{thread id: (scheduler state, voluntary context switches)} of this process's gloo workers; None without /proc."""
+    import os
+
+    tasks = "/proc/self/task"
+    if not os.path.isdir(tasks):
+        return None
+    states = {}
+    for tid in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{tid}/comm") as f:
+                if f.read().strip() != "pt_gloo_runloop":
+                    continue
+            with open(f"{tasks}/{tid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:  # the thread ended while we looked
+            continue
+        states[tid] = (fields["State"].split()[0], fields["voluntary_ctxt_switches"].strip())
+    return states
 
 
 def no_accelerator() -> bool:

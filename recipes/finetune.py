@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from hfssl.checkpointing import NonFiniteLossError, OutputDirError, prepare_output_dir, resolve_trainer_resume
 from hfssl.config import ConfigError, parse_config, save_config
 from hfssl.data.text import DataError
-from hfssl.distributed import no_accelerator
+from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.finetune.config import FinetuneConfig
 from hfssl.finetune.data import (check_columns, check_texts, encode_splits, glue_task, load_glue_splits, load_local_splits,
                                  local_task_for, resolve_labels, select_splits)
@@ -181,10 +181,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                              or k == "eval_loss"],
         })
     # No collective op follows, so end the process group here rather than at interpreter exit, where its gloo threads
-    # can abort the process (hfssl/distributed.py). The barrier comes first: its wait releases the GIL, so a gloo
-    # worker still freeing the last gather's tensors can finish; otherwise freeing the DDP model when main() returns
-    # joins that worker while holding the GIL it waits for (a deadlock seen in tests/test_finetune_recipe.py).
+    # can abort the process (hfssl/distributed.py). Settling first lets a gloo worker still freeing the last
+    # collective's work take the GIL; otherwise freeing the DDP model when main() returns joins that worker while
+    # holding the GIL it waits for (a deadlock seen in tests/test_finetune_recipe.py and test_image_finetune_faults.py).
     state.wait_for_everyone()
+    settle_gloo_workers()
     state.destroy_process_group()
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising

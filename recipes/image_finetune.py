@@ -27,7 +27,7 @@ from hfssl.config import ConfigError, RunConfig, parse_config, save_config
 from hfssl.contrastive.augment import normalize, to_float
 from hfssl.contrastive.data import ImageCollator, load_image_splits
 from hfssl.data.text import DataError
-from hfssl.distributed import no_accelerator
+from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.finetune.non_finite import StopOnNonFiniteLoss
 from hfssl.hub import CheckpointPusher, HubError, PushCheckpointsCallback, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
@@ -164,10 +164,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "loss_history": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
         })
     # No collective op follows, so end the process group here rather than at interpreter exit, where its gloo threads
-    # can abort the process (hfssl/distributed.py). The barrier comes first: its wait releases the GIL, so a gloo
-    # worker still freeing the last gather's tensors can finish; otherwise freeing the DDP model when main() returns
-    # joins that worker while holding the GIL it waits for (a deadlock seen in tests/test_finetune_recipe.py).
+    # can abort the process (hfssl/distributed.py). Settling first lets a gloo worker still freeing the last
+    # collective's work take the GIL; otherwise freeing the DDP model when main() returns joins that worker while
+    # holding the GIL it waits for (a deadlock seen in tests/test_finetune_recipe.py and test_image_finetune_faults.py).
     state.wait_for_everyone()
+    settle_gloo_workers()
     state.destroy_process_group()
     if pusher is not None:
         pusher.finish()  # waits for checkpoint uploads still running; reports failures without raising
