@@ -29,7 +29,7 @@ def settle_gloo_workers(timeout: float = 5.0) -> None:
     once in ten. A fixed sleep only makes the race rarer, so this polls ``/proc`` until every ``pt_gloo_runloop``
     thread has been asleep with no context switch for a whole polling interval: parked on its empty work queue.
     A thread waiting for the GIL wakes every few milliseconds and a runnable one is not asleep, so neither
-    passes. Where ``/proc`` does not exist the wait is a fixed 0.1 s.
+    passes. Where ``/proc`` or the named threads do not exist the wait is a fixed 0.1 s.
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         _wait_until_gloo_workers_park(timeout)
@@ -40,7 +40,7 @@ def _wait_until_gloo_workers_park(timeout: float) -> None:
 
     deadline = time.monotonic() + timeout
     previous = _gloo_worker_states()
-    if previous is None:
+    if not previous:  # no /proc, or a torch that does not name its gloo threads: the old fixed wait
         time.sleep(0.1)
         return
     while time.monotonic() < deadline:

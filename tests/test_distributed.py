@@ -81,11 +81,12 @@ def test_settle_waits_while_a_gloo_worker_runs_and_returns_once_it_parks():
     from hfssl.distributed import _wait_until_gloo_workers_park
 
     libc = ctypes.CDLL(None)
-    parked, release = threading.Event(), threading.Event()
+    named, parked, release = threading.Event(), threading.Event(), threading.Event()
     busy_seconds = 0.5
 
     def worker():
         libc.prctl(15, b"pt_gloo_runloop", 0, 0, 0)  # PR_SET_NAME: the name gloo gives its worker threads
+        named.set()
         end = time.monotonic() + busy_seconds
         while time.monotonic() < end:
             sum(range(1000))
@@ -95,6 +96,7 @@ def test_settle_waits_while_a_gloo_worker_runs_and_returns_once_it_parks():
     thread = threading.Thread(target=worker, daemon=True)
     start = time.monotonic()
     thread.start()
+    named.wait()
     _wait_until_gloo_workers_park(timeout=10.0)
     waited = time.monotonic() - start
     was_parked = parked.is_set()
