@@ -49,15 +49,18 @@ def test_no_gloo_thread_outlives_a_two_process_run(imports, tmp_path):
     script.write_text(SCRIPT)
     proc = subprocess.run([*TORCHRUN_2, str(script), imports], env=recipe_env(), capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
     per_rank = _threads_at_exit(proc.stdout)
-    assert len(per_rank) == 2, proc.stdout[-2000:]
     gloo = [[n for n in names if "gloo" in n] for names in per_rank]
     if imports == "hfssl":
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len(per_rank) == 2, proc.stdout[-2000:]
         assert gloo == [[], []], per_rank
     else:
         # The control: without hfssl.distributed imported first, torch keeps the gloo threads. If this starts
-        # failing, torch no longer leaks the process group and the import in hfssl/distributed.py can go.
+        # failing, torch no longer leaks the process group and the import in hfssl/distributed.py can go. Its exit
+        # status is not checked: a rank of the control sometimes aborts at interpreter exit (SIGABRT, the crash that
+        # import prevents; CI saw it on 2026-12-05), and torchrun may then stop the other rank before it prints.
+        assert per_rank, proc.stdout[-2000:] + proc.stderr[-3000:]
         assert all(gloo), per_rank
 
 
