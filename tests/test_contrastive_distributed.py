@@ -12,6 +12,7 @@ from hfssl.contrastive.distributed import gather_with_grad
 from hfssl.contrastive.moco_v3_loss import MoCoV3Loss
 from hfssl.contrastive.nt_xent import NTXentLoss
 from hfssl.contrastive.vicreg_loss import VICRegLoss
+from hfssl.distributed import settle_gloo_workers
 
 WORLD = 2
 
@@ -43,6 +44,8 @@ def _worker(rank, port, out):
     gathered, offset = gather_with_grad(local.requires_grad_())
     results["uneven"] = (gathered.detach(), torch.tensor(offset))
     torch.save(results, f"{out}/rank{rank}.pt")
+    dist.barrier()
+    settle_gloo_workers()  # as the recipes do before the group goes: hfssl/distributed.py says why
     dist.destroy_process_group()
 
 

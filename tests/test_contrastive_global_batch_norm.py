@@ -10,6 +10,7 @@ from torch import nn
 
 from conftest import run_gloo_workers
 from hfssl.contrastive.global_batch_norm import GlobalBatchNorm, convert_to_global_batch_norm
+from hfssl.distributed import settle_gloo_workers
 
 WORLD = 2
 # name -> (BatchNorm class, kwargs, shape of one sample, rows of each process: uneven, as after a corrupt image)
@@ -61,6 +62,8 @@ def _worker(rank, port, out):
         bn, data, rows = _reference(name)
         results[name] = _run(convert_to_global_batch_norm(bn), data, rows, rank)
     torch.save(results, f"{out}/rank{rank}.pt")
+    dist.barrier()
+    settle_gloo_workers()  # as the recipes do before the group goes: hfssl/distributed.py says why
     dist.destroy_process_group()
 
 
