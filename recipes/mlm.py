@@ -34,6 +34,7 @@ from hfssl.config import ConfigError, RunConfig, check_text_pretraining, parse_c
 from hfssl.data.offline_corpus import python_docs_corpus
 from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.precision import CHOICES as PRECISION_CHOICES
+from hfssl.profiling import step_profiler
 from hfssl.data.text import DataError, load_text_splits
 from hfssl.data.tokenizer_training import load_or_train_tokenizer
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
@@ -101,6 +102,9 @@ class MLMConfig(RunConfig):
     num_train_epochs: float = 1.0
     eval_steps: int = field(default=200, metadata={"help": "Evaluate every N optimizer steps (0: only at the end)."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (pays off on long GPU runs)."})
+    profile_steps: int = field(default=0, metadata={"help": "Profile this many optimizer steps: a Chrome trace, the heaviest "
+                               "operators and how busy the GPU was go to OUTPUT_DIR/profile (hfssl/profiling.py)."})
+    profile_skip_steps: int = field(default=10, metadata={"help": "Steps before the profiled ones (compilation and warm-up)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -109,6 +113,8 @@ class MLMConfig(RunConfig):
         check_text_pretraining(self)
         if self.max_seq_length < 8:
             raise ConfigError(f"max_seq_length must be at least 8, got {self.max_seq_length}.")
+        if self.profile_steps < 0 or self.profile_skip_steps < 0:
+            raise ConfigError("--profile_steps and --profile_skip_steps must be >= 0.")
         if not self.model_name_or_path:
             check_sizes(self.hidden_size, self.num_attention_heads, self.max_seq_length)
 
@@ -232,6 +238,10 @@ def main(argv: list[str] | None = None) -> dict:
     pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
               if cfg.hub_push_checkpoints and accelerator.is_main_process else None)
 
+    # --profile_steps: a trace, the heaviest operators and how busy the device was over a few steps.
+    profiler = step_profiler(accelerator, output_dir / "profile", skip_steps=cfg.profile_skip_steps, active_steps=cfg.profile_steps,
+                             steps_left=max_steps - progress["step"], print_fn=tqdm.write) if cfg.profile_steps else None
+
     # ---- Training loop.
     step, epoch = progress["step"], progress["epoch"]
     tokens_seen, loss_history = progress["tokens_seen"], progress["loss_history"]
@@ -242,6 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
     start_time, start_tokens, window_loss, window_n = time.perf_counter(), tokens_seen, 0.0, 0
     train_time, run_tokens = 0.0, 0
     windows: list[tuple[float, int]] = []  # (seconds, tokens) per logging window; the first holds compile and warm-up
+    if profiler is not None:
+        profiler.start()
     while step < max_steps:
         (sampler or train_ds).set_epoch(epoch)
         skip = progress["batches_in_epoch"] if epoch == progress["epoch"] else 0
@@ -277,6 +289,8 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             step += 1
             bar.update(1)
+            if profiler is not None:
+                profiler.step()
             checkpoint_now = cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0
             if step % cfg.logging_steps == 0 or step == max_steps or checkpoint_now:
                 elapsed = time.perf_counter() - start_time
@@ -314,6 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         break
     bar.close()
+    if profiler is not None:
+        profiler.stop()
 
     # ---- Final evaluation, save and push.
     if eval_dl is not None:

@@ -85,6 +85,21 @@ def test_torch_compile_compiles_encoder_and_head_and_saves_plain_names(tmp_path,
     assert not info["missing_keys"] and not info["unexpected_keys"], info
 
 
+def test_profile_steps_write_a_trace_and_a_summary_of_the_chosen_steps(tmp_path, docs_text_file, capsys):
+    recipe = _load_recipe()
+    out = tmp_path / "profiled"
+    recipe.main(["--train_file", str(docs_text_file), "--output_dir", str(out), "--max_steps", "8", "--eval_steps", "0",
+                 *TINY, "--profile_steps", "3", "--profile_skip_steps", "2"])
+    summary = json.loads((out / "profile" / "summary_rank0.json").read_text())
+    assert summary["steps"] == 3 and summary["wall_ms_per_step"] > 0
+    assert any(op["name"].startswith("aten::") for op in summary["top_ops"]), summary["top_ops"]
+    trace = json.loads((out / "profile" / "trace_rank0.json").read_text())
+    steps = sorted(e["name"] for e in trace["traceEvents"] if str(e.get("name")).startswith("ProfilerStep#"))
+    assert steps == ["ProfilerStep#3", "ProfilerStep#4", "ProfilerStep#5"]  # optimizer steps 4-6 of 8
+    assert "profiled 3 steps" in capsys.readouterr().out
+    assert (out / "model.safetensors").is_file()
+
+
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, docs_text_file):
     args = ["--train_file", str(docs_text_file), "--max_steps", "40", "--checkpointing_steps", "10",
             "--eval_steps", "0", *TINY]
@@ -131,6 +146,8 @@ def test_two_processes_with_torchrun(tmp_path, docs_text_file):
     (["--learning_rate", "-1"], "learning_rate must be positive"),
     (["--text_column", "body"], "no column 'body'"),
     (["--streaming", "true", "--max_steps", "0"], "--max_steps"),
+    (["--profile_steps", "-1"], "--profile_steps and --profile_skip_steps must be >= 0"),
+    (["--profile_steps", "5"], "do not fit in the 5 steps left"),
 ])
 def test_bad_config_fails_before_training(tmp_path, docs_text_file, flags, message):
     recipe = _load_recipe()
