@@ -9,7 +9,7 @@
 #
 #   OUT=benchmarks/out/gpu BUDGET=540 bash benchmarks/gpu_suite.sh DATA_DIR
 #
-# DATA_DIR holds kjv_docs.txt (the KJV Bible + Python docs text that the CPU benchmarks use; the GPU machine has
+# DATA_DIR (made by benchmarks/gpu_data.py) holds kjv_docs.txt (the KJV Bible + Python docs text that the CPU benchmarks use; the GPU machine has
 # no `bible` program) and gensim's questions-words.txt, wordsim353.tsv and simlex999.txt. SMALL=1 shrinks every
 # part to seconds, to try the script on a CPU before spending GPU time. PARTS="peak mlm_b512" runs only the parts
 # named (the summary always runs).
