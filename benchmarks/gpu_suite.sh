@@ -11,7 +11,7 @@
 #
 # DATA_DIR (made by benchmarks/gpu_data.py) holds kjv_docs.txt (the KJV Bible + Python docs text that the CPU benchmarks use; the GPU machine has
 # no `bible` program) and gensim's questions-words.txt, wordsim353.tsv and simlex999.txt. SMALL=1 shrinks every
-# part to seconds, to try the script on a CPU before spending GPU time. PARTS="peak mlm_b512" runs only the parts
+# part to seconds, to try the script on a CPU before spending GPU time. PARTS="peak mlm_b512 mlm_b512_fixed" runs only the parts
 # named (the summary always runs).
 set -u
 DATA=${1:?usage: bash benchmarks/gpu_suite.sh DATA_DIR}
@@ -91,6 +91,8 @@ part mlm_eager 150 "${MLM[@]}" --output_dir "$WORK/mlm_eager"
 part mlm_compile 200 "${MLM[@]}" --tokenizer_name "$WORK/mlm_eager" --torch_compile true --output_dir "$WORK/mlm_compile"
 # The issue-3 configuration, profiled: the GPU busy fraction says how much of the gap to the bare step is the loop's.
 part mlm_b512 240 "${MLM[@]}" "${B512[@]}" --output_dir "$WORK/mlm_b512"
+# The same with the head on a fixed number of positions: no mid-step sync, one shape to compile. Keep it if it pays.
+part mlm_b512_fixed 240 "${MLM[@]}" "${B512[@]}" --fixed_sparse_capacity true --output_dir "$WORK/mlm_b512_fixed"
 
 # 3. Image SSL, ResNet-18, 32 px views of the offline digits; no evaluation inside the timed loop.
 IMG_ARGS=($PY recipes/contrastive.py --image_size 32 --eval_steps 1000000 --report_to none

@@ -85,3 +85,35 @@ def test_slices_of_a_global_batch_mask_like_the_whole_batch():
                           **kwargs) for r in range(2)]
     assert torch.equal(torch.cat([h[0] for h in halves]), whole[0])
     assert torch.equal(torch.cat([h[1] for h in halves]), whole[1])
+
+
+def test_a_cap_above_the_count_changes_nothing_and_a_cap_below_keeps_the_lowest_draws():
+    ids = _batch(rows=8, length=32)
+    kwargs = dict(mask_prob=0.3, mask_token_id=MASK, vocab_size=VOCAB, special=_special())
+    masked, labels = mask_tokens(ids, generator=step_generator(7, 1, "cpu"), **kwargs)
+    count = int((labels != IGNORE_INDEX).sum())
+    same = mask_tokens(ids, generator=step_generator(7, 1, "cpu"), max_selected=count, **kwargs)
+    assert torch.equal(same[0], masked) and torch.equal(same[1], labels)
+
+    capped_ids, capped = mask_tokens(ids, generator=step_generator(7, 1, "cpu"), max_selected=count // 2, **kwargs)
+    kept = capped != IGNORE_INDEX
+    assert int(kept.sum()) == count // 2
+    assert not (kept & (labels == IGNORE_INDEX)).any()  # a subset of the uncapped selection
+    # The kept positions are those whose selection draw (the generator's first draw) is lowest.
+    draw = torch.rand(ids.shape, generator=step_generator(7, 1, "cpu"))
+    assert draw[kept].max() < draw[(labels != IGNORE_INDEX) & ~kept].min()
+    assert torch.equal(capped_ids[~kept & (labels != IGNORE_INDEX)], ids[~kept & (labels != IGNORE_INDEX)])
+
+
+def test_selection_bound_is_never_reached_in_practice():
+    from hfssl.mlm.masking import selection_bound
+    ids = _batch(rows=16, length=64)
+    kwargs = dict(mask_token_id=MASK, vocab_size=VOCAB, special=_special())
+    for p in (0.15, 0.3):
+        bound = selection_bound(ids.numel(), p)
+        assert bound % 8 == 0 and ids.numel() * p < bound < ids.numel()
+        counts = [int((mask_tokens(ids, mask_prob=p, generator=step_generator(0, s, "cpu"), **kwargs)[1] != IGNORE_INDEX).sum())
+                  for s in range(200)]
+        assert max(counts) < bound
+    assert selection_bound(16, 0.9) == 16  # never more than the positions
+    assert selection_bound(4096, 0.15, whole_word=True) > selection_bound(4096, 0.15)

@@ -43,3 +43,23 @@ def test_per_row_sums_add_up_to_the_mean_loss():
     assert rows.shape == (4, 2)
     assert torch.equal(rows[:, 1], (labels != IGNORE_INDEX).sum(dim=1).float())
     torch.testing.assert_close(rows[:, 0].sum() / rows[:, 1].sum(), objective(inputs, labels))
+
+
+def test_a_fixed_capacity_gives_the_same_loss_gradients_and_row_sums():
+    model = BertForMaskedLM(BertConfig(**SIZES)).eval()
+    inputs, labels = _inputs()
+    objective = MaskedLMObjective(model, True)
+    count = int((labels != IGNORE_INDEX).sum())
+    for reduction in ("mean", "sum", "sum_per_row"):
+        exact = objective(inputs, labels, reduction=reduction)
+        for capacity in (count, count + 13):
+            torch.testing.assert_close(objective(inputs, labels, reduction=reduction, capacity=capacity), exact)
+    loss = objective(inputs, labels, capacity=count + 13)
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    grads_exact = torch.autograd.grad(objective(inputs, labels), list(model.parameters()), allow_unused=True)
+    for g, ge in zip(grads, grads_exact):
+        if g is not None and ge is not None:
+            torch.testing.assert_close(g, ge, rtol=1e-4, atol=1e-6)
+    # Too small a capacity drops labels: the loss then differs (the caller must cap the masking to match).
+    assert not torch.allclose(objective(inputs, labels, reduction="sum", capacity=count // 2),
+                              objective(inputs, labels, reduction="sum"))

@@ -85,6 +85,23 @@ def test_torch_compile_compiles_encoder_and_head_and_saves_plain_names(tmp_path,
     assert not info["missing_keys"] and not info["unexpected_keys"], info
 
 
+def test_fixed_sparse_capacity_follows_the_loss_curve_of_exact_sparse_prediction(tmp_path, docs_text_file):
+    """The head runs on a fixed number of rows, the masked ones first; the extra rows carry no label, so the run is
+    the exact one up to float summation order."""
+    recipe = _load_recipe()
+    common = ["--train_file", str(docs_text_file), "--max_steps", "10", "--eval_steps", "0", "--dropout", "0",
+              "--mixed_precision", "no", *[a for a in TINY if a not in ("--logging_steps", "5")], "--logging_steps", "1"]
+    recipe.main([*common, "--output_dir", str(tmp_path / "exact")])
+    recipe = _load_recipe()
+    recipe.main([*common, "--output_dir", str(tmp_path / "fixed"), "--tokenizer_name", str(tmp_path / "exact"),
+                 "--fixed_sparse_capacity", "true"])
+    exact = json.loads((tmp_path / "exact" / "training_log.json").read_text())["loss_history"]
+    fixed = json.loads((tmp_path / "fixed" / "training_log.json").read_text())["loss_history"]
+    assert [s for s, _ in exact] == [s for s, _ in fixed] == list(range(1, 11))
+    for (_, a), (_, b) in zip(exact, fixed):
+        assert abs(a - b) < 1e-4 * abs(a), (exact, fixed)
+
+
 def test_profile_steps_write_a_trace_and_a_summary_of_the_chosen_steps(tmp_path, docs_text_file, capsys):
     recipe = _load_recipe()
     out = tmp_path / "profiled"

@@ -39,16 +39,30 @@ class MaskedLMObjective(nn.Module):
             mlm_head(model)  # fail at construction, not at the first step
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                reduction: str = "mean") -> torch.Tensor:
+                reduction: str = "mean", capacity: int | None = None) -> torch.Tensor:
         """``reduction="mean"``: mean over masked positions. ``"sum"``: their sum, for the caller to normalise by the
         global batch's count. ``"sum_per_row"``: ``[batch, 2]`` of (loss sum, masked count) per example, for exact
-        token-weighted evaluation across processes."""
+        token-weighted evaluation across processes.
+
+        ``capacity`` (sparse prediction only): run the head on this many positions, the masked ones first, instead
+        of exactly the masked ones. Selecting by a boolean mask needs the count on the host, which stalls a GPU in
+        mid-step and gives ``torch.compile`` a new shape every step; a fixed capacity does neither. The caller
+        guarantees no more than ``capacity`` labels (``mask_tokens(max_selected=...)``); the extra rows carry no
+        label and add nothing to the loss."""
         if self.sparse_prediction:
             hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            selected = labels != IGNORE_INDEX
-            logits = mlm_head(self.model)(hidden[selected])
-            targets = labels[selected]
-            rows = selected.nonzero()[:, 0]
+            if capacity is None:
+                selected = labels != IGNORE_INDEX
+                logits = mlm_head(self.model)(hidden[selected])
+                targets = labels[selected]
+                rows = selected.nonzero()[:, 0] if reduction == "sum_per_row" else None  # nonzero syncs
+            else:
+                flat = labels.flatten()
+                # A stable sort puts the labelled positions first, in order, without reading their count.
+                order = torch.sort((flat == IGNORE_INDEX).to(torch.uint8), stable=True).indices[:capacity]
+                logits = mlm_head(self.model)(hidden.flatten(0, 1)[order])
+                targets = flat[order]
+                rows = order // labels.shape[1]
         else:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
             logits, targets = logits.flatten(0, 1), labels.flatten()
