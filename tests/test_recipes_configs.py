@@ -75,3 +75,29 @@ def test_every_recipe_with_configs_is_covered():
 def test_accelerate_configs_are_valid_yaml():
     for path in (ROOT / "recipes" / "configs" / "accelerate").glob("*.yaml"):
         assert load_yaml(path)["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED")
+
+
+@pytest.mark.parametrize("model_type, layer_flag", [("bert", None), ("roberta", "RobertaLayer")])
+def test_fsdp_config_wraps_every_transformer_layer(model_type, layer_flag):
+    """fsdp.yaml's auto-wrap policy, as Accelerate builds it, gives each encoder layer its own FSDP unit.
+
+    BERT uses the YAML as is; RoBERTa uses the README's `--fsdp_transformer_layer_cls_to_wrap RobertaLayer`
+    override (Accelerate raises if a listed class is absent from the model)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    fsdp = load_yaml(ROOT / "recipes" / "configs" / "accelerate" / "fsdp.yaml")["fsdp_config"]
+    names = layer_flag or fsdp["fsdp_transformer_layer_cls_to_wrap"]
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=fsdp["fsdp_version"],
+        auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower(),
+        transformer_cls_names_to_wrap=names.split(","),
+    )
+    config = AutoConfig.for_model(model_type, vocab_size=64, hidden_size=16, num_hidden_layers=3,
+                                  num_attention_heads=2, intermediate_size=32)
+    model = AutoModelForMaskedLM.from_config(config)
+    policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+    wrapped = [m for m in model.modules() if policy(m)]
+    assert len(wrapped) == 3
+    assert all(type(m).__name__.lower().startswith(model_type) for m in wrapped)
