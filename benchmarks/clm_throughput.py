@@ -37,7 +37,7 @@ def held_out_loss(model_dir: Path, blocks: list[list[int]], batch_size: int = 64
     """Token-weighted next-token loss of a saved model on fixed validation blocks (fp32, no dropout)."""
     from transformers import AutoModelForCausalLM
 
-    objective = CausalLMObjective(AutoModelForCausalLM.from_pretrained(model_dir).eval())
+    objective = CausalLMObjective(AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True).eval())
     total = torch.zeros(2)
     with torch.no_grad():
         for i in range(0, len(blocks), batch_size):

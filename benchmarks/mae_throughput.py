@@ -40,7 +40,7 @@ def encoder_scores(pretraining_dir: Path, image_size: int) -> dict[str, float]:
     """kNN and linear-probe accuracy of a saved ViTMAEForPreTraining's encoder on the digits split."""
     from transformers import ViTMAEForPreTraining
 
-    model = ViTMAEForPreTraining.from_pretrained(pretraining_dir)
+    model = ViTMAEForPreTraining.from_pretrained(pretraining_dir, use_safetensors=True)
     splits, image_col, label_col = load_image_splits(dataset_name=None)
     collate = ImageCollator(image_col, label_col, image_size)
     loaders = {name: torch.utils.data.DataLoader(splits[name], batch_size=256, collate_fn=collate)

@@ -38,7 +38,7 @@ def held_out_loss(model_dir: Path, eval_blocks, batch_size: int = 64) -> float:
     from transformers import AutoModelForMaskedLM
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForMaskedLM.from_pretrained(model_dir).to(device).eval()
+    model = AutoModelForMaskedLM.from_pretrained(model_dir, use_safetensors=True).to(device).eval()
     objective = MaskedLMObjective(model, sparse_prediction=True)
     collate = PadCollator(0)
     total = torch.zeros(2, device=device)

@@ -26,6 +26,7 @@ from hfssl.checkpointing import NonFiniteLossError, OutputDirError, prepare_outp
 from hfssl.config import ConfigError, RunConfig, parse_config, save_config
 from hfssl.contrastive.augment import normalize, to_float
 from hfssl.contrastive.data import ImageCollator, load_image_splits
+from hfssl.contrastive.encoder import processor_geometry
 from hfssl.data.text import DataError
 from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.finetune.non_finite import StopOnNonFiniteLoss
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
     state.wait_for_everyone()
     processor = AutoImageProcessor.from_pretrained(cfg.model_name_or_path)
-    size = processor.size["height"]
+    size, mean, std = processor_geometry(processor)
 
     splits, image_col, label_col = load_image_splits(
         dataset_name=cfg.dataset_name, dataset_config_name=cfg.dataset_config_name,
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     def collate(examples):  # the saved processor's normalization, on batches of uint8 images
         batch = decode(examples)
-        return {"pixel_values": normalize(to_float(batch["pixel_values"])), "labels": batch["labels"]}
+        return {"pixel_values": normalize(to_float(batch["pixel_values"]), mean, std), "labels": batch["labels"]}
 
     label_args = dict(num_labels=len(names), id2label=dict(enumerate(map(str, names))),
                       label2id={str(n): i for i, n in enumerate(names)})
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         config = AutoConfig.from_pretrained(cfg.model_name_or_path, **label_args)
         model = AutoModelForImageClassification.from_config(config)
     else:
-        model = AutoModelForImageClassification.from_pretrained(cfg.model_name_or_path, **label_args)
+        model = AutoModelForImageClassification.from_pretrained(cfg.model_name_or_path, use_safetensors=True,
+                                                                trust_remote_code=False, **label_args)
 
     args = TrainingArguments(
         # Trainer's checkpoint-N folders go under checkpoints/, as in every hfssl recipe (kept out of the final push).

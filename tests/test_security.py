@@ -73,3 +73,30 @@ def test_weights_are_saved_as_safetensors(path):
             if keyword.arg in ("safe_serialization", "use_safetensors"):
                 assert not (isinstance(keyword.value, ast.Constant) and keyword.value.value is False), where
         assert name != "torch.save", f"{where}: torch.save writes a pickle; save weights with safetensors"
+
+
+def _loads_weights(receiver: str) -> bool:
+    """``AutoModel…``, ``…ForMaskedLM``, ``ViTMAEForPreTraining``: a class whose ``from_pretrained`` reads weights
+    (configs, tokenizers and image processors read JSON only)."""
+    last = receiver.rsplit(".", 1)[-1]
+    return "Model" in last or "For" in last
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_weights_are_loaded_only_from_safetensors(path):
+    """Every model ``from_pretrained`` passes ``use_safetensors=True``: without it transformers falls back to a
+    ``pytorch_model.bin`` pickle when a Hub repo or folder has no safetensors file."""
+    for call in _calls(path):
+        func = call.func
+        if not (isinstance(func, ast.Attribute) and func.attr == "from_pretrained" and _loads_weights(_name(func.value))):
+            continue
+        kwargs = {k.arg: k.value for k in call.keywords}
+        value = kwargs.get("use_safetensors")
+        assert isinstance(value, ast.Constant) and value.value is True, (
+            f"{path.relative_to(ROOT)}:{call.lineno}: {_name(func)} without use_safetensors=True may unpickle weights")
+
+
+def test_the_weights_scan_recognises_model_classes():
+    assert _loads_weights("AutoModelForMaskedLM") and _loads_weights("transformers.ViTMAEForPreTraining")
+    assert not _loads_weights("AutoTokenizer") and not _loads_weights("AutoConfig")
+    assert not _loads_weights("AutoImageProcessor") and not _loads_weights("WordVectors")

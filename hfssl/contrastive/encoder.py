@@ -9,6 +9,8 @@ transformers, the representations the papers evaluate. What is saved at the end 
 
 from __future__ import annotations
 
+from typing import Any
+
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, ViTImageProcessorPil
 
 import torch
@@ -53,7 +55,7 @@ def build_backbone(backbone: str, image_size: int, *, config_name: str | None = 
     """A transformers vision model: pretrained weights if ``model_name_or_path``, else randomly initialized."""
     if model_name_or_path:
         # trust_remote_code stays off: only architectures shipped with transformers are loaded.
-        return AutoModel.from_pretrained(model_name_or_path)
+        return AutoModel.from_pretrained(model_name_or_path, use_safetensors=True, trust_remote_code=False)
     config = AutoConfig.from_pretrained(config_name) if config_name else preset_config(backbone, image_size)
     if hasattr(config, "image_size") and hasattr(config, "patch_size"):
         config.image_size = image_size  # ViT-style position embeddings are sized for the training resolution
@@ -103,3 +105,28 @@ def make_image_processor(image_size: int) -> ViTImageProcessorPil:
     return ViTImageProcessorPil(size={"height": image_size, "width": image_size}, image_mean=list(IMAGE_MEAN),
                                 image_std=list(IMAGE_STD), do_resize=True, do_rescale=True, do_normalize=True,
                                 do_convert_rgb=True)
+
+
+def processor_geometry(processor: Any) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """Side of the square input, mean and std that ``processor`` (any transformers image processor) feeds its model.
+
+    Fine-tuning a Hub encoder must use the normalization it was trained with (ImageNet statistics, or 0.5/0.5 for
+    many ViTs), not hfssl's. The side is the centre crop if the processor crops, else ``height`` or, for processors
+    that resize the shortest edge (ResNet, ConvNeXt), ``shortest_edge``.
+    """
+    def get(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+    crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    size = getattr(processor, "size", None) or {}
+    side = (crop and get(crop, "height")) or get(size, "height") or get(size, "shortest_edge")
+    if not side:
+        raise ConfigError(f"Cannot tell the input size of {type(processor).__name__} (size={size}); its processor "
+                          f"needs size.height or size.shortest_edge.")
+    if getattr(processor, "do_normalize", True) and getattr(processor, "image_mean", None) is not None:
+        mean, std = processor.image_mean, processor.image_std
+        mean = (mean,) * 3 if isinstance(mean, (int, float)) else tuple(mean)
+        std = (std,) * 3 if isinstance(std, (int, float)) else tuple(std)
+    else:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return int(side), tuple(map(float, mean)), tuple(map(float, std))

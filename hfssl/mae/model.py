@@ -50,7 +50,8 @@ def build_mae(*, image_size: int, patch_size: int, hidden_size: int, num_hidden_
     training = dict(mask_ratio=mask_ratio, norm_pix_loss=norm_pix_loss)
     if model_name_or_path:
         # trust_remote_code stays off: only the transformers ViTMAE implementation is used.
-        model = ViTMAEForPreTraining.from_pretrained(model_name_or_path, **training)
+        model = ViTMAEForPreTraining.from_pretrained(model_name_or_path, use_safetensors=True, trust_remote_code=False,
+                                                     **training)
     else:
         if config_name:
             config = AutoConfig.from_pretrained(config_name, **training)
