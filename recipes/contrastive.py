@@ -193,10 +193,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 view2 = normalize(augment(images, view2_cfg, rngs[1])) if view2_cfg else None  # RotNet: one view
                 local_views = [normalize(augment(images, local_cfg, rng)) for rng in rngs[2:]]
                 loss = model(view1, view2, *local_views)  # local views: DINO's multi-crop, student only
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"Loss is {loss.item()} at step {step}. Lower --learning_rate, add "
-                                             f"--max_grad_norm 1.0 or use --mixed_precision no; checkpoints in "
-                                             f"{cfg.output_dir}/checkpoints are intact.")
                 accelerator.backward(loss)
                 if isinstance(unwrapped, DINO) and step < freeze_last_layer_steps:
                     unwrapped.drop_last_layer_grad()  # DINO's prototypes stay fixed during the first epoch
@@ -216,8 +212,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 unwrapped.update_target(cosine_momentum(step, total_steps, cfg.base_momentum))
             if isinstance(unwrapped, DINO):  # the teacher sharpens less as training settles (DINO sec. 3.1)
                 unwrapped.set_teacher_temperature(linear_warmup(step, teacher_warmup, 0.04, cfg.teacher_temperature))
-            if step % cfg.logging_steps == 0 or step == total_steps:
+            # The loss is read on the host only here (a per-step check would stall a GPU every micro-batch), and
+            # always before a checkpoint is written: a run that diverged never overwrites its last good checkpoint.
+            checkpoint_now = cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and step < total_steps
+            if step % cfg.logging_steps == 0 or step == total_steps or checkpoint_now:
                 mean_loss = accelerator.reduce(running, "mean").item() / running_count
+                if not math.isfinite(mean_loss):
+                    raise NonFiniteLossError(f"Loss is {mean_loss} before step {step}. Lower --learning_rate, add "
+                                             f"--max_grad_norm 1.0 or use --mixed_precision no; checkpoints in "
+                                             f"{cfg.output_dir}/checkpoints are intact.")
                 running, running_count = torch.zeros_like(running), 0
                 progress["loss_history"].append((step, mean_loss))
                 accelerator.log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}, step=step)
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 accelerator.wait_for_everyone()
             progress.update(step=step, micro_steps=micro_steps, epoch=epoch + int(epoch_done),
                             batches_in_epoch=0 if epoch_done else batches_in_epoch)
-            if cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and step < total_steps:
+            if checkpoint_now:
                 saved = save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
                 if pusher is not None:
                     pusher.push(saved, step=step)

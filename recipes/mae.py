@@ -31,10 +31,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from hfssl.checkpointing import NonFiniteLossError, load_checkpoint, prepare_output_dir, resolve_resume_path, save_checkpoint
-from hfssl.config import config_to_dict, parse_config, save_config
+from hfssl.checkpointing import NonFiniteLossError, OutputDirError, load_checkpoint, prepare_output_dir, resolve_resume_path, save_checkpoint
+from hfssl.config import ConfigError, config_to_dict, parse_config, save_config
 from hfssl.contrastive.augment import ViewConfig, augment, normalize, to_float
 from hfssl.contrastive.data import ImageCollator, load_image_splits
+from hfssl.data.text import DataError
 from hfssl.contrastive.encoder import ImageEncoder, make_image_processor
 from hfssl.contrastive.evaluation import evaluate_frozen
 from hfssl.distributed import no_accelerator, settle_gloo_workers
@@ -172,10 +173,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 pixels = normalize(augment(images, view, generator))
                 noise = masking_noise(unwrapped, pixels.shape[0], generator, pixels.device)
                 loss = model(pixel_values=pixels, noise=noise).loss
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"Loss is {loss.item()} at step {step}. Lower --learning_rate, add "
-                                             f"--max_grad_norm 1.0 or use --mixed_precision no; checkpoints in "
-                                             f"{cfg.output_dir}/checkpoints are intact.")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -189,8 +186,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 continue
             step += 1
             bar.update(1)
-            if step % cfg.logging_steps == 0 or step == total_steps:
+            # The loss is read on the host only here (a per-step check would stall a GPU every micro-batch), and
+            # always before a checkpoint is written: a run that diverged never overwrites its last good checkpoint.
+            checkpoint_now = cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and step < total_steps
+            if step % cfg.logging_steps == 0 or step == total_steps or checkpoint_now:
                 mean_loss = accelerator.reduce(running, "mean").item() / running_count
+                if not math.isfinite(mean_loss):
+                    raise NonFiniteLossError(f"Loss is {mean_loss} before step {step}. Lower --learning_rate, add "
+                                             f"--max_grad_norm 1.0 or use --mixed_precision no; checkpoints in "
+                                             f"{cfg.output_dir}/checkpoints are intact.")
                 running, running_count = torch.zeros_like(running), 0
                 progress["loss_history"].append((step, mean_loss))
                 accelerator.log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}, step=step)
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             epoch_done = batches_in_epoch == len(train_loader) if not cfg.streaming else False
             progress.update(step=step, micro_steps=micro_steps, epoch=epoch + int(epoch_done),
                             batches_in_epoch=0 if epoch_done else batches_in_epoch)
-            if cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and step < total_steps:
+            if checkpoint_now:
                 saved = save_checkpoint(accelerator, cfg.output_dir, step, progress, cfg.checkpoints_total_limit)
                 if pusher is not None:
                     pusher.push(saved, step=step)
@@ -279,5 +283,5 @@ def _skip(loader, n: int):
 if __name__ == "__main__":
     try:
         main()
-    except HubError as err:  # no token, or the final push failed: say what to do, no traceback
+    except (ConfigError, DataError, OutputDirError, HubError, NonFiniteLossError) as err:  # say what to do, no traceback
         sys.exit(f"error: {err}")

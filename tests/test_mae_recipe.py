@@ -113,3 +113,60 @@ def test_bad_flags_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="patch_size"):
         mae.main(["--image_size", "30", "--output_dir", str(tmp_path / "b"), "--report_to", "none"])
     assert not (tmp_path / "a").exists()
+
+
+def test_the_command_line_prints_an_error_not_a_traceback(tmp_path):
+    """Bad flags and a clashing output folder end the script with "error: ..." and exit status 1, as in every recipe."""
+    import subprocess
+
+    clash = tmp_path / "a-file"
+    clash.write_text("not a folder")
+    for flags, message in ((["--mask_ratio", "1.5"], "mask_ratio"), (["--output_dir", str(clash)], "is a file")):
+        proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "mae.py"), "--report_to", "none", *flags],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert "error: " in proc.stderr and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_non_finite_loss_stops_before_a_checkpoint_with_a_clear_error(tmp_path):
+    """NaN pixels from micro-step 5 on: the run ends with "error: Loss is nan" before step 6's checkpoint, and every
+    checkpoint it left holds finite weights (the loss is checked on the host before each save, not every step)."""
+    from faults import checkpoint_names, launch_with_fault
+
+    out = tmp_path / "nan"
+    proc = launch_with_fault(tmp_path, "mae.py", "nan", 5, *TINY, "--output_dir", str(out), "--max_steps", "8",
+                             "--checkpointing_steps", "2", "--logging_steps", "4",
+                             target="hfssl.contrastive.augment:augment")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "error: Loss is nan before step 6" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert checkpoint_names(out) == ["step_00000002", "step_00000004"]
+    assert not (out / "model.safetensors").exists()
+    for name in checkpoint_names(out):
+        weights = load_file(out / "checkpoints" / name / "model.safetensors")
+        assert all(torch.isfinite(t).all() for t in weights.values()), name
+
+
+def test_two_processes_stream_an_image_folder(tmp_path):
+    """torchrun with two CPU processes reading a streamed image folder: each process reads its own files, every
+    step counts both processes' images, and the encoder loads."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import run_recipe
+    from faults import TORCHRUN_2
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 24), ("val", 6)):
+        for cls in ("a", "b"):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    run_recipe("mae.py", *TINY, "--train_dir", str(tmp_path / "train"), "--validation_dir", str(tmp_path / "val"),
+               "--streaming", "true", "--max_steps", "4", "--per_device_train_batch_size", "4",
+               "--output_dir", str(out), launcher=TORCHRUN_2)
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["train_steps"] == 4 and results["train_images_seen"] == 4 * 4 * 2
+    assert all(np.isfinite(loss) for _, loss in results["loss_history"])
+    assert AutoModel.from_pretrained(out, use_safetensors=True).config.model_type == "vit"
