@@ -105,3 +105,27 @@ def test_latest_trainer_checkpoint_skips_incomplete_ones(tmp_path):
     assert latest_trainer_checkpoint(tmp_path)[1][sharded] == ["model-2.safetensors"]
     (sharded / "model-2.safetensors").write_text("w")
     assert latest_trainer_checkpoint(tmp_path)[0] == sharded
+
+
+def test_saving_a_step_again_never_leaves_it_missing(tmp_path, monkeypatch):
+    """Re-saving an existing step (a finished run resumed) replaces it; a crash while the old copy is being
+    removed leaves the new checkpoint in place and only a ``.tmp-`` folder, which the next save clears."""
+    import hfssl.checkpointing as checkpointing
+
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(torch.nn.Linear(3, 2))
+    save_checkpoint(accelerator, tmp_path, 10, {"epoch": 0}, keep=0)
+    save_checkpoint(accelerator, tmp_path, 10, {"epoch": 1}, keep=0)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000010"]
+    assert load_checkpoint(accelerator, list_checkpoints(tmp_path)[0])["epoch"] == 1
+
+    def crash(path, *args, **kwargs):
+        raise KeyboardInterrupt("killed while deleting")
+
+    monkeypatch.setattr(checkpointing.shutil, "rmtree", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(accelerator, tmp_path, 10, {"epoch": 2}, keep=0)
+    monkeypatch.undo()
+    assert load_checkpoint(accelerator, resolve_resume_path("latest", tmp_path))["epoch"] == 2
+    save_checkpoint(accelerator, tmp_path, 20, {"epoch": 3}, keep=0)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000010", "step_00000020"]
