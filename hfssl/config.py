@@ -104,7 +104,7 @@ def check_text_pretraining(cfg: Any) -> None:
     """The checks ``recipes/clm.py`` and ``recipes/mlm.py`` share, on the flags both configs have.
 
     Sizes, batch sizes and the learning rate positive; decay, warmup and step counts not negative; dropout a
-    probability; a streamed dataset (no length) needs ``max_steps``; some number of steps to train. Each recipe's
+    probability, Adam's beta2 in (0, 1), the clipping norm not negative; a streamed dataset (no length) needs ``max_steps``; some number of steps to train. Each recipe's
     ``__post_init__`` calls this, then checks what is its own (e.g. the shortest useful ``max_seq_length``).
     """
     for name in ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
@@ -115,6 +115,10 @@ def check_text_pretraining(cfg: Any) -> None:
         raise ConfigError("weight_decay, warmup_steps, max_steps and eval_steps must not be negative.")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}.")
+    if not 0.0 < cfg.adam_beta2 < 1.0:
+        raise ConfigError(f"adam_beta2 must be in (0, 1), got {cfg.adam_beta2}.")
+    if cfg.max_grad_norm < 0:
+        raise ConfigError(f"max_grad_norm must be >= 0 (0 turns clipping off), got {cfg.max_grad_norm}.")
     if cfg.streaming and cfg.max_steps <= 0:
         raise ConfigError("A streamed dataset has no length: pass --max_steps.")
     if cfg.max_steps <= 0 and cfg.num_train_epochs <= 0:

@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
                     loss = objective(inputs, labels, attention_mask=batch.get("attention_mask"), reduction="sum", capacity=capacity)
                 loss = loss * accelerator.num_processes / n_masked
                 accelerator.backward(loss)
-                if accelerator.sync_gradients:
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:  # 0: no clipping
                     accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()

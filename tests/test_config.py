@@ -49,7 +49,8 @@ def test_run_config_validation():
 _TEXT_OK = dict(learning_rate=1e-3, per_device_train_batch_size=8, per_device_eval_batch_size=8,
                 gradient_accumulation_steps=1, max_seq_length=32, hidden_size=32, num_hidden_layers=1,
                 num_attention_heads=2, intermediate_size=64, vocab_size=300, weight_decay=0.0, warmup_steps=0.0,
-                max_steps=10, eval_steps=0, dropout=0.1, streaming=False, num_train_epochs=1.0)
+                max_steps=10, eval_steps=0, dropout=0.1, streaming=False, num_train_epochs=1.0, adam_beta2=0.98,
+                max_grad_norm=1.0)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -57,6 +58,8 @@ _TEXT_OK = dict(learning_rate=1e-3, per_device_train_batch_size=8, per_device_ev
     ({"per_device_eval_batch_size": -1}, "per_device_eval_batch_size must be positive"),
     ({"warmup_steps": -0.1}, "must not be negative"),
     ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ({"adam_beta2": 1.0}, r"adam_beta2 must be in \(0, 1\)"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm must be >= 0"),
     ({"streaming": True, "max_steps": 0}, "streamed dataset has no length: pass --max_steps"),
     ({"max_steps": 0, "num_train_epochs": 0}, "--max_steps or --num_train_epochs"),
 ])

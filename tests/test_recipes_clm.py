@@ -96,6 +96,23 @@ def test_saved_folder_loads_with_auto_classes_and_text_generation(trained):
     assert (trained / "hfssl_config.yaml").is_file()
 
 
+def test_torch_compile_keeps_plain_parameter_names_in_checkpoints_and_the_saved_model(tmp_path, docs_text_file):
+    # torch.compile(model) wraps the model: its checkpoints then named every weight "_orig_mod.…", so they could not
+    # be resumed without --torch_compile. Compiled in place, the names are the plain model's.
+    from transformers import AutoModelForCausalLM
+
+    recipe = _load_recipe()
+    out = tmp_path / "compiled"
+    results = recipe.main(["--train_file", str(docs_text_file), "--output_dir", str(out), "--max_steps", "4",
+                           "--eval_steps", "0", "--checkpointing_steps", "2", *TINY, "--torch_compile", "true"])
+    assert results["train_steps"] == 4
+    checkpoint = load_file(out / "checkpoints" / "step_00000002" / "model.safetensors").keys()
+    assert checkpoint and not [n for n in checkpoint if "_orig_mod" in n]
+    assert not [n for n in load_file(out / "model.safetensors").keys() if "_orig_mod" in n]
+    _, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+
+
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, docs_text_file):
     args = ["--train_file", str(docs_text_file), "--max_steps", "30", "--checkpointing_steps", "10",
             "--eval_steps", "0", *TINY]
