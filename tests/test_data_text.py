@@ -41,6 +41,20 @@ def test_missing_column_lists_the_columns(tmp_path):
         load_text_splits(dataset_name=None, train_file=str(path), text_column="text")
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_validation_file_without_the_text_column_fails_before_training(tmp_path, streaming):
+    train, validation = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text('{"text": "hello there world"}\n{"text": "more words here"}\n')
+    validation.write_text('{"body": "held out words"}\n')
+    # Read eagerly, datasets itself refuses files whose columns differ; streamed, the check here catches it.
+    with pytest.raises(DataError, match=r"val.jsonl.*(no column 'text'.*\['body'\]|column names don't match).*same"):
+        load_text_splits(dataset_name=None, train_file=str(train), validation_file=str(validation), streaming=streaming)
+    validation.write_text('{"text": "held out words"}\n')  # the same files with matching columns load
+    splits, column = load_text_splits(dataset_name=None, train_file=str(train), validation_file=str(validation),
+                                      streaming=streaming)
+    assert column == "text" and [row["text"] for row in splits["validation"]] == ["held out words"]
+
+
 def test_non_utf8_names_the_line(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"fine line\nanother fine line\ncaf\xe9 au lait\n")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from datasets import Dataset, IterableDataset, load_dataset
+from datasets.exceptions import DatasetGenerationError
+from datasets.table import CastError
 
 from ..config import ConfigError
 
@@ -118,7 +120,12 @@ def load_text_splits(
             raise ConfigError(f"--train_file and --validation_file must be the same file type, got {sorted(files.values())}.")
         for f in files.values():
             check_text_file(f)
-        raw = load_dataset(builders.pop(), data_files=files, streaming=streaming, cache_dir=cache_dir)
+        try:
+            raw = load_dataset(builders.pop(), data_files=files, streaming=streaming, cache_dir=cache_dir)
+        except DatasetGenerationError as err:  # datasets reads every file with the first file's columns
+            cause = " ".join(str(err.__cause__ or err).split())
+            raise DataError(f"Could not read {' and '.join(files.values())}: {cause}. A --validation_file needs the "
+                            f"same columns as the --train_file.") from None
         source = f"file {train_file}"
 
     if "train" not in raw:
@@ -127,6 +134,20 @@ def load_text_splits(
     column = resolve_text_column(train.column_names, text_column, source)
 
     validation = raw.get("validation")
+    if streaming and validation is not None:
+        # A stream casts each file to the first file's columns only when it is read: without this peek, a
+        # validation file with other columns would fail at the first evaluation, after training had begun.
+        try:
+            next(iter(validation.take(1)), None)
+        except (DatasetGenerationError, CastError) as err:
+            cause = " ".join(str(err.__cause__ or err).split())
+            where = f"--validation_file {validation_file}" if validation_file else f"the validation split of {source}"
+            raise DataError(f"Could not read {where}: {cause}. A --validation_file needs the same columns as the "
+                            f"--train_file.") from None
+    if validation is not None and validation.column_names is not None and column not in validation.column_names:
+        where = f"file {validation_file}" if validation_file else f"{source}, split 'validation',"
+        raise DataError(f"{where} has no column '{column}' (the training text column); its columns are "
+                        f"{validation.column_names}. Give both splits the same text column.")
     if validation is None and validation_split_percentage > 0:
         if streaming:
             # A stream has no length: hold out the first examples, a fixed number standing in for the percentage.
