@@ -48,6 +48,8 @@ _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 # Local files never worth publishing: half-written checkpoints, staging copies, lock and probe files.
 _SKIP_SUFFIXES = (".lock", ".tmp")
 CHECKPOINTS_DIR = "checkpoints"
+# Profiler output (`--profile_steps`): Chrome traces of hundreds of MB that describe one machine, not the model.
+PROFILE_DIR = "profile"
 _STAGING_PREFIX = ".hub-staging-"
 _PUSH_LATER = ("drop --push_to_hub and push the finished folder later with "
                "`python recipes/push.py OUTPUT_DIR --hub_model_id ...`.")
@@ -139,7 +141,8 @@ def files_to_push(folder: str | Path, *, include_checkpoints: bool = False) -> l
     """Files of ``folder`` that a push uploads, relative to it, sorted.
 
     Skipped: hidden files and folders (``.tmp-*`` half-written checkpoints, staging copies, caches),
-    ``*.lock``/``*.tmp`` files, and the resumable ``checkpoints/`` folder unless ``include_checkpoints``.
+    ``*.lock``/``*.tmp`` files, profiler traces (``profile/``), and the resumable ``checkpoints/`` folder unless
+    ``include_checkpoints``.
     """
     root = Path(folder)
     selected = []
@@ -147,7 +150,7 @@ def files_to_push(folder: str | Path, *, include_checkpoints: bool = False) -> l
         rel = path.relative_to(root)
         if not path.is_file() or any(part.startswith(".") for part in rel.parts) or path.name.endswith(_SKIP_SUFFIXES):
             continue
-        if rel.parts[0] == CHECKPOINTS_DIR and not include_checkpoints:
+        if (rel.parts[0] == CHECKPOINTS_DIR and not include_checkpoints) or (len(rel.parts) > 1 and rel.parts[0] == PROFILE_DIR):
             continue
         selected.append(rel)
     return selected

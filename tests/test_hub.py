@@ -49,6 +49,8 @@ def output_folder(tmp_path: Path) -> Path:
     (out / "checkpoints" / ".tmp-step_00000020").mkdir()
     (out / "checkpoints" / ".tmp-step_00000020" / "partial.bin").write_bytes(b"half")
     (out / ".hfssl-write-test").write_text("probe")
+    (out / "profile").mkdir()  # --profile_steps output: a trace of this machine, not part of the model
+    (out / "profile" / "trace.json").write_text('{"traceEvents": []}')
     return out
 
 
