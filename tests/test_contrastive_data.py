@@ -109,3 +109,18 @@ def test_dataset_revision_is_forwarded_to_the_hub_and_refused_for_local_images(i
     with pytest.raises(ConfigError, match=r"--dataset_revision main .*digits.*Drop --dataset_revision"):
         load_image_splits(dataset_name=None, dataset_revision="main")
     assert len(calls) == 1
+
+
+def test_a_test_split_stands_in_for_validation_and_says_so(monkeypatch, caplog):
+    """CIFAR-style Hub datasets have train and test only: evaluation reads 'test', with a warning naming it."""
+    import logging
+
+    from datasets import DatasetDict
+
+    digits = digits_dataset()
+    monkeypatch.setattr("hfssl.contrastive.data.load_dataset",
+                        lambda *a, **k: DatasetDict(train=digits["train"], test=digits["validation"]))
+    with caplog.at_level(logging.WARNING, logger="hfssl.contrastive.data"):
+        splits, _, _ = load_image_splits(dataset_name="uoft-cs/cifar10")
+    assert len(splits["validation"]) == len(digits["validation"])
+    assert "no 'validation' split" in caplog.text and "'test' split" in caplog.text

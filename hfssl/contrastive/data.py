@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..data.text import DataError
 
 LABEL_CANDIDATES = ("label", "labels", "fine_label", "class", "target")
 IMAGE_CANDIDATES = ("image", "img", "pixel_values", "picture")
+logger = logging.getLogger(__name__)
 # A file PIL cannot open, a truncated file, or an absurdly large one: skipped and counted.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -190,6 +192,10 @@ def load_image_splits(*, dataset_name: str | None, dataset_config_name: str | No
         raise DataError(f"{source} has no 'train' split (it has {list(raw)}).")
     train = raw["train"]
     validation = raw.get("validation", raw.get("test"))
+    if "validation" not in raw and "test" in raw:
+        # As lightly and solo-learn do on CIFAR and ImageNet (no labelled validation split), evaluation reads 'test'.
+        logger.warning(f"{source} has no 'validation' split: kNN and linear-probe accuracy are measured on its "
+                       f"'test' split.")
     if validation is None and not streaming and validation_split_percentage > 0:
         parts = train.train_test_split(test_size=validation_split_percentage / 100, seed=seed)
         train, validation = parts["train"], parts["test"]
