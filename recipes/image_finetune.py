@@ -120,15 +120,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model = AutoModelForImageClassification.from_pretrained(cfg.model_name_or_path, use_safetensors=True,
                                                                 trust_remote_code=False, **label_args)
 
+    strategy = "steps" if cfg.checkpointing_steps > 0 else "epoch"
     args = TrainingArguments(
         # Trainer's checkpoint-N folders go under checkpoints/, as in every hfssl recipe (kept out of the final push).
         output_dir=f"{cfg.output_dir}/checkpoints", seed=cfg.seed,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_eval_batch_size, num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_steps, lr_scheduler_type="cosine", eval_strategy="epoch", save_strategy="epoch",
-        save_total_limit=cfg.checkpoints_total_limit or None, logging_steps=cfg.logging_steps,
-        bf16=cfg.mixed_precision == "bf16", use_cpu=no_accelerator(),
+        warmup_steps=cfg.warmup_steps, lr_scheduler_type="cosine",
+        # Evaluate and save together: each epoch, or every --checkpointing_steps steps.
+        eval_strategy=strategy, save_strategy=strategy, eval_steps=cfg.checkpointing_steps or None,
+        save_steps=cfg.checkpointing_steps or 500, save_total_limit=cfg.checkpoints_total_limit or None,
+        logging_steps=cfg.logging_steps, bf16=cfg.mixed_precision == "bf16", fp16=cfg.mixed_precision == "fp16",
+        use_cpu=no_accelerator(),
         average_tokens_across_devices=False,  # a per-image mean loss: see hfssl/finetune/config.py for why
         report_to=tracker_names(cfg.report_to) or "none",
         remove_unused_columns=False,  # the image column is decoded by our collator, not by the model

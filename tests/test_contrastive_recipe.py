@@ -75,7 +75,7 @@ def test_finetune_from_the_ssl_encoder(trained, tmp_path):
     metrics = image_finetune.main(["--model_name_or_path", str(out), "--output_dir", str(tmp_path / "ft"),
                                    "--max_steps", "10", "--per_device_train_batch_size", "32",
                                    "--report_to", "none", "--logging_steps", "5"])
-    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
+    assert metrics["eval_accuracy"] > 0.15  # 10 classes: chance is 0.10 (+-0.016 on 360 images); measured 0.275
     saved = json.loads((tmp_path / "ft" / "all_results.json").read_text())
     assert saved["eval_accuracy"] == metrics["eval_accuracy"]
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "ft")

@@ -72,3 +72,13 @@ def test_torchrun_two_processes_split_the_data(encoder, tmp_path):
     # 64 images, 16 per process per step, 2 processes: one epoch is 2 steps (a lone process would need 4).
     assert state["global_step"] == 2 and state["epoch"] == pytest.approx(1.0)
     assert (out / "model.safetensors").is_file() and 0 <= json.loads((out / "all_results.json").read_text())["eval_accuracy"] <= 1
+
+
+def test_checkpointing_steps_sets_the_save_and_eval_schedule_and_the_loss_falls(encoder, tmp_path):
+    out = tmp_path / "steps"
+    run_recipe("image_finetune.py", *_args(encoder, out, "--checkpointing_steps", "5", "--max_steps", "15"))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-15", "checkpoint-5"]
+    history = json.loads((out / "checkpoints" / "checkpoint-15" / "trainer_state.json").read_text())["log_history"]
+    assert [h["step"] for h in history if "eval_accuracy" in h] == [5, 10, 15]
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) == 15 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
