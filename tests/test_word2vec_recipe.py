@@ -119,6 +119,18 @@ def test_resume_gives_the_same_vectors(full_run, corpus, tmp_path):
     assert np.array_equal(a.vectors, b.vectors)
 
 
+def test_streaming_reads_the_same_corpus_and_gives_the_same_vectors(full_run, corpus, tmp_path):
+    """--streaming reads the file as an IterableDataset; word2vec builds its vocabulary and corpus from it in one
+    pass, so the vectors are those of the non-streaming run, bit for bit."""
+    out, _ = full_run
+    streamed = tmp_path / "streamed"
+    run_recipe("word2vec.py", "--train_file", str(corpus), "--output_dir", str(streamed), "--streaming", "true",
+               "--save_word2vec_format", "none", *COMMON)
+    a, b = WordVectors.from_pretrained(out), WordVectors.from_pretrained(streamed)
+    assert a.words == b.words
+    assert np.array_equal(a.vectors, b.vectors)
+
+
 def test_two_processes_train_together(corpus, tmp_path):
     out = tmp_path / "ddp"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
