@@ -179,12 +179,12 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | Path, step: int,
         # A checkpoint of the same step (a finished run saved again on resume) is moved aside, not deleted first:
         # deleting takes as long as its files are large, and a crash then would leave neither copy. Aside, it is
         # a ".tmp-" folder, which the next save clears if we die before removing it below.
-        old = root / f".tmp-old-step_{step:08d}"
+        aside = root / f".tmp-old-step_{step:08d}"
         if final.exists():
-            os.replace(final, old)
+            os.replace(final, aside)
         os.replace(tmp, final)
         _fsync_dir(root)
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
         if keep > 0:
             for old in list_checkpoints(output_dir)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)

@@ -35,9 +35,9 @@ from hfssl.checkpointing import NonFiniteLossError, OutputDirError, load_checkpo
 from hfssl.config import ConfigError, config_to_dict, parse_config, save_config
 from hfssl.contrastive.augment import ViewConfig, augment, normalize, to_float
 from hfssl.contrastive.data import ImageCollator, load_image_splits
-from hfssl.data.text import DataError
 from hfssl.contrastive.encoder import ImageEncoder, make_image_processor
 from hfssl.contrastive.evaluation import evaluate_frozen
+from hfssl.data.text import DataError
 from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.mae.config import MAEConfig

@@ -79,6 +79,12 @@ def resolve_text_column(column_names: list[str] | None, text_column: str | None,
     raise DataError(f"{source} has columns {column_names} and none is called 'text'. Pass --text_column NAME.")
 
 
+def _unreadable(what: str, err: Exception) -> DataError:
+    """datasets' error when files of one dataset disagree on columns, as one line that says what to fix."""
+    cause = " ".join(str(err.__cause__ or err).split())
+    return DataError(f"Could not read {what}: {cause}. A --validation_file needs the same columns as the --train_file.")
+
+
 def load_text_splits(
     *,
     dataset_name: str | None,
@@ -123,9 +129,7 @@ def load_text_splits(
         try:
             raw = load_dataset(builders.pop(), data_files=files, streaming=streaming, cache_dir=cache_dir)
         except DatasetGenerationError as err:  # datasets reads every file with the first file's columns
-            cause = " ".join(str(err.__cause__ or err).split())
-            raise DataError(f"Could not read {' and '.join(files.values())}: {cause}. A --validation_file needs the "
-                            f"same columns as the --train_file.") from None
+            raise _unreadable(" and ".join(files.values()), err) from None
         source = f"file {train_file}"
 
     if "train" not in raw:
@@ -140,10 +144,8 @@ def load_text_splits(
         try:
             next(iter(validation.take(1)), None)
         except (DatasetGenerationError, CastError) as err:
-            cause = " ".join(str(err.__cause__ or err).split())
             where = f"--validation_file {validation_file}" if validation_file else f"the validation split of {source}"
-            raise DataError(f"Could not read {where}: {cause}. A --validation_file needs the same columns as the "
-                            f"--train_file.") from None
+            raise _unreadable(where, err) from None
     if validation is not None and validation.column_names is not None and column not in validation.column_names:
         where = f"file {validation_file}" if validation_file else f"{source}, split 'validation',"
         raise DataError(f"{where} has no column '{column}' (the training text column); its columns are "
