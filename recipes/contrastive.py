@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                               drop_last=True, num_workers=cfg.dataloader_num_workers,
                               # kept across epochs: restarting workers each epoch stalls small datasets (digits: 11 steps)
                               persistent_workers=cfg.dataloader_num_workers > 0,
-                              collate_fn=ImageCollator(image_col, None, cfg.image_size))
+                              collate_fn=ImageCollator(image_col, None, cfg.decode_size or cfg.image_size))
     eval_loaders = None
     if label_col and "validation" in splits:
         eval_collate = ImageCollator(image_col, label_col, cfg.image_size)

@@ -3,15 +3,16 @@
 
     python recipes/finetune.py                                   # offline: outputs/mlm on the fortunes task
     python recipes/finetune.py --model_name_or_path outputs/mlm --task_name mrpc
+    python recipes/finetune.py --model_name_or_path outputs/mlm --dataset_name stanfordnlp/imdb
     python recipes/finetune.py --config recipes/configs/finetune/sst2.yaml --model_name_or_path my/bert
     python recipes/finetune.py --train_file train.csv --validation_file dev.csv --test_file test.csv \
         --sentence1_key review --label_column stars
     torchrun --nproc_per_node 2 recipes/finetune.py ...          # data-parallel, CPU or GPU
 
-Data: a GLUE task from the Hub (``--task_name``), local files (``--train_file``...), or with neither the offline
-fortunes topic task (hfssl/finetune/fortunes.py). Evaluates and saves each epoch (or every
-``--checkpointing_steps``), keeps the best checkpoint by the task's metric, can stop early, predicts the test split
-in GLUE submission format, and writes a Hub-ready folder: model, tokenizer, id2label, all_results.json, README.md.
+Data: a GLUE task from the Hub (``--task_name``), any labelled Hub dataset (``--dataset_name``), local files
+(``--train_file``...), or with none of them the offline fortunes topic task (hfssl/finetune/fortunes.py). Evaluates
+and saves each epoch (or every ``--checkpointing_steps``), keeps the best checkpoint by the task's metric, can stop
+early, predicts the test split in GLUE submission format, and writes a Hub-ready folder: model, tokenizer, id2label, all_results.json, README.md.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from hfssl.config import ConfigError, parse_config, save_config
 from hfssl.data.text import DataError
 from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.finetune.config import FinetuneConfig
-from hfssl.finetune.data import (check_columns, check_texts, encode_splits, glue_task, load_glue_splits, load_local_splits,
-                                 local_task_for, resolve_labels, select_splits)
+from hfssl.finetune.data import (check_columns, check_texts, encode_splits, glue_task, load_glue_splits, load_hub_splits,
+                                 load_local_splits, local_task_for, resolve_labels, select_splits)
 from hfssl.finetune.fortunes import build_fortunes_task
 from hfssl.finetune.metrics import classification_metrics, logits_to_predictions, regression_metrics
 from hfssl.finetune.non_finite import StopOnNonFiniteLoss
 from hfssl.finetune.pretrained import (CheckpointError, check_checkpoint, load_classifier, load_tokenizer,
                                        max_input_length)
 from hfssl.finetune.submission import STSB_RANGE, format_predictions, write_submission
+from hfssl.finetune.tasks import GLUE_DATASET
 from hfssl.hub import CheckpointPusher, HubError, PushCheckpointsCallback, check_push_ready, push_folder
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
@@ -58,14 +60,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     state.wait_for_everyone()
     started = time.time()
 
-    # ---- 2. Labelled data: GLUE from the Hub, local files, or the offline fortunes task ------------------------
+    # ---- 2. Labelled data: GLUE or another Hub dataset, local files, or the offline fortunes task ------------------------
     if cfg.task_name:
-        source = f"{cfg.dataset_name}/{cfg.task_name}"
+        dataset_name = cfg.dataset_name or GLUE_DATASET
+        source = f"{dataset_name}/{cfg.task_name}"
         task = glue_task(cfg.task_name)
-        raw = load_glue_splits(task, cfg.dataset_name, cfg.dataset_revision)
+        raw = load_glue_splits(task, dataset_name, cfg.dataset_revision)
         check_columns(raw, task, source)
         labels = resolve_labels(raw, task.label_column, "auto", source)
-        data_sources, task_description = [cfg.dataset_name], f"GLUE {cfg.task_name}"
+        data_sources, task_description = [dataset_name], f"GLUE {cfg.task_name}"
+    elif cfg.dataset_name:
+        source = cfg.dataset_name
+        with state.main_process_first():  # rank 0 downloads, the others read its cache
+            raw = load_hub_splits(cfg.dataset_name, cfg.dataset_config_name, cfg.dataset_revision, seed=cfg.seed)
+        task, labels = local_task_for(raw, cfg.sentence1_key, cfg.sentence2_key, cfg.label_column, cfg.label_type, source)
+        data_sources, task_description = [cfg.dataset_name], f"classification or regression on {cfg.dataset_name}"
     else:
         files = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}
         if not cfg.train_file:
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "repo_id": cfg.hub_model_id or str(out),
             "base_model": cfg.model_name_or_path,
             "datasets": data_sources,
-            "dataset_config": cfg.task_name,
+            "dataset_config": cfg.task_name or cfg.dataset_config_name,
             "dataset_revision": cfg.dataset_revision,
             "model_details": {
                 "task": task_description,

@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         # Evaluate and save together: each epoch, or every --checkpointing_steps steps.
         eval_strategy=strategy, save_strategy=strategy, eval_steps=cfg.checkpointing_steps or None,
         save_steps=cfg.checkpointing_steps or 500, save_total_limit=cfg.checkpoints_total_limit or None,
+        load_best_model_at_end=True, metric_for_best_model="accuracy",  # the saved model is the best evaluation's
         logging_steps=cfg.logging_steps, bf16=cfg.mixed_precision == "bf16", fp16=cfg.mixed_precision == "fp16",
         use_cpu=no_accelerator(),
         average_tokens_across_devices=False,  # a per-image mean loss: see hfssl/finetune/config.py for why

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                          rank=accelerator.process_index, world_size=accelerator.num_processes)
     train_loader = DataLoader(train_ds, batch_size=cfg.per_device_train_batch_size, shuffle=not cfg.streaming,
                               drop_last=True, num_workers=cfg.dataloader_num_workers,
-                              collate_fn=ImageCollator(image_col, None, cfg.image_size))
+                              collate_fn=ImageCollator(image_col, None, cfg.decode_size or cfg.image_size))
     eval_loaders = None
     if label_col and "validation" in splits:
         eval_collate = ImageCollator(image_col, label_col, cfg.image_size)

@@ -124,3 +124,23 @@ def test_a_test_split_stands_in_for_validation_and_says_so(monkeypatch, caplog):
         splits, _, _ = load_image_splits(dataset_name="uoft-cs/cifar10")
     assert len(splits["validation"]) == len(digits["validation"])
     assert "no 'validation' split" in caplog.text and "'test' split" in caplog.text
+
+
+def test_crops_drawn_from_a_larger_decode_keep_more_of_the_photo_detail():
+    """--decode_size: the same crop boxes (8% of the area), resampled to 32 px from a 32 px and from a 96 px decode."""
+    from sklearn.datasets import load_sample_image
+
+    from hfssl.contrastive.augment import ViewConfig, random_resized_crop, to_float
+
+    photo = {"bytes": _png_bytes(Image.fromarray(load_sample_image("china.jpg"))), "path": None}  # 427x640, real
+    view = ViewConfig(32, crop_scale=(0.08, 0.08), hflip_prob=0.0)
+    detail = {}
+    for size in (32, 96):
+        decoded = torch.from_numpy(decode_image(photo, size))
+        assert decoded.shape == (3, size, size)
+        images = to_float(decoded[None].repeat(16, 1, 1, 1))
+        crops = random_resized_crop(images, view, torch.Generator().manual_seed(0))
+        assert crops.shape == (16, 3, 32, 32)
+        detail[size] = float((crops[..., 1:, :] - crops[..., :-1, :]).abs().mean()
+                             + (crops[..., 1:] - crops[..., :-1]).abs().mean())
+    assert detail[96] > 1.5 * detail[32], detail  # the 32 px decode's crops are 9x9 px regions blown up

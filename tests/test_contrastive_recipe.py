@@ -161,6 +161,8 @@ def test_bad_flags_fail_before_training(tmp_path):
         contrastive.main(["--streaming", "--output_dir", str(tmp_path)])
     with pytest.raises(ConfigError, match="num_local_crops"):
         contrastive.main(["--num_local_crops", "2", "--output_dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="--decode_size 12 is below --image_size 16"):
+        contrastive.main(["--image_size", "16", "--decode_size", "12", "--output_dir", str(tmp_path)])
     with pytest.raises(ConfigError, match="model_name_or_path"):
         image_finetune.main(["--output_dir", str(tmp_path)])
 
@@ -205,7 +207,8 @@ def test_image_folder_with_a_corrupt_file(tiny_config, tmp_path, streaming):
                 Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).convert(mode).save(folder / f"{i}.png")
     (tmp_path / "train" / "a" / "zz-broken.png").write_bytes(b"not a png at all")
     out = tmp_path / "out"
-    extra = ["--streaming"] if streaming else []
+    # Decoded larger than the 16 px views (the crops are drawn from 24 px images); evaluation decodes at 16.
+    extra = (["--streaming"] if streaming else []) + ["--decode_size", "24"]
     results = contrastive.main(_args(tiny_config, out, "--train_dir", str(tmp_path / "train"), "--validation_dir",
                                      str(tmp_path / "val"), "--per_device_train_batch_size", "9", "--max_steps", "2",
                                      *extra))

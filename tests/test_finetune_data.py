@@ -153,6 +153,40 @@ def test_validation_is_held_out_from_train_when_not_given(tmp_path):
     assert not set(raw["validation"]["text"]) & set(raw["train"]["text"])
 
 
+def hub_dataset_folder(root: Path, splits: dict[str, int], names=("positive", "negative")) -> Path:
+    """A dataset repo as the Hub serves one (parquet per split, features with a ClassLabel in the metadata)."""
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
+    for split, rows in splits.items():
+        Dataset.from_dict({"text": [f"{split} sentence {i}: {SENTENCES[i % 6]}" for i in range(rows)],
+                           "label": [i % 2 for i in range(rows)]}, features=features).to_parquet(root / f"{split}.parquet")
+    return root
+
+
+def test_hub_dataset_without_validation_holds_out_train_and_keeps_test(tmp_path, caplog):
+    from hfssl.finetune.data import load_hub_splits
+
+    folder = hub_dataset_folder(tmp_path, {"train": 50, "test": 12, "unsupervised": 7})
+    with caplog.at_level("WARNING"):
+        raw = load_hub_splits(str(folder), seed=3)
+    assert set(raw) == {"train", "validation", "test"}  # 'unsupervised' (imdb's unlabelled split) is not used
+    assert (len(raw["train"]), len(raw["validation"]), len(raw["test"])) == (45, 5, 12)
+    assert not set(raw["validation"]["text"]) & set(raw["train"]["text"])
+    assert all(t.startswith("test") for t in raw["test"]["text"])  # test is not what picks the best checkpoint
+    assert "no 'validation' split" in caplog.text
+    task, labels = local_task_for(raw, None, None, "label", "auto", str(folder))
+    assert task.sentence1_key == "text" and labels.names == ["positive", "negative"]  # ClassLabel order, not sorted
+    assert task.test_splits == {"predict_results": "test"}
+
+
+def test_hub_dataset_with_validation_uses_it_and_needs_train(tmp_path):
+    from hfssl.finetune.data import load_hub_splits
+
+    raw = load_hub_splits(str(hub_dataset_folder(tmp_path / "a", {"train": 20, "validation": 6})))
+    assert (len(raw["train"]), len(raw["validation"])) == (20, 6) and "test" not in raw
+    with pytest.raises(DataError, match="no 'train' split"):
+        load_hub_splits(str(hub_dataset_folder(tmp_path / "b", {"validation": 6, "test": 6})))
+
+
 # ---- bad input: clear errors naming the problem and the fix --------------------------------------------------------
 
 def write_csv(path: Path, text: str) -> str:
@@ -272,8 +306,15 @@ def test_submission_format(tmp_path):
 
 
 def test_config_rejects_task_and_files_together_and_reads_yaml():
-    with pytest.raises(ConfigError, match="either --task_name"):
+    with pytest.raises(ConfigError, match="either Hub data"):
         parse_config(FinetuneConfig, ["--task_name", "sst2", "--train_file", "x.csv"])
+    with pytest.raises(ConfigError, match="either Hub data"):
+        parse_config(FinetuneConfig, ["--dataset_name", "stanfordnlp/imdb", "--train_file", "x.csv"])
+    with pytest.raises(ConfigError, match="already names the configuration"):
+        parse_config(FinetuneConfig, ["--task_name", "sst2", "--dataset_config_name", "sst2"])
+    with pytest.raises(ConfigError, match="needs --dataset_name"):
+        parse_config(FinetuneConfig, ["--dataset_config_name", "plain_text"])
+    assert parse_config(FinetuneConfig, ["--dataset_name", "stanfordnlp/imdb", "--dataset_revision", "v1"]).dataset_revision == "v1"
     with pytest.raises(ConfigError, match="need --train_file"):
         parse_config(FinetuneConfig, ["--validation_file", "x.csv"])
     with pytest.raises(ConfigError, match=r"--dataset_revision v1 .*local file x\.csv.*Drop --dataset_revision"):

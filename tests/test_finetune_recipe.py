@@ -179,6 +179,44 @@ def test_glue_task_path_writes_submission_files(task, tiny_bert, tmp_path, offli
         assert json.loads((out / "config.json").read_text())["problem_type"] == "regression"
 
 
+def test_any_labelled_hub_dataset_trains_scores_its_test_split_and_pins_the_revision(tiny_bert, tmp_path, offline,
+                                                                                     monkeypatch):
+    import datasets
+
+    import hfssl.finetune.data as finetune_data
+
+    # A dataset repo in the Hub's layout (parquet per split, ClassLabel in the metadata), as imdb: train and a labelled
+    # test, no validation. load_dataset reads it for real; only the revision, which a local folder has none of, is
+    # taken off after being recorded.
+    repo = tmp_path / "reviews-repo"
+    repo.mkdir()
+    features = Features({"review": Value("string"), "label": ClassLabel(names=["positive", "negative"])})
+    texts = [t for t, _ in REVIEWS] * 4
+    labels = [0 if sentiment == "positive" else 1 for _, sentiment in REVIEWS] * 4
+    Dataset.from_dict({"review": texts, "label": labels}, features=features).to_parquet(repo / "train.parquet")
+    Dataset.from_dict({"review": texts[:10], "label": labels[:10]}, features=features).to_parquet(repo / "test.parquet")
+    asked = []
+
+    def hub(name, config=None, revision=None, **kwargs):
+        asked.append((name, config, revision))
+        return datasets.load_dataset(name, config, **kwargs)
+
+    monkeypatch.setattr(finetune_data, "load_dataset", hub)
+    out = tmp_path / "out"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    results = load_recipe().main(["--model_name_or_path", str(tiny_bert), "--output_dir", str(out), "--dataset_name",
+                                  str(repo), "--dataset_revision", sha, "--sentence1_key", "review", "--num_train_epochs",
+                                  "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", *FAST])
+    assert asked == [(str(repo), None, sha)]
+    assert {"eval_accuracy", "predict_test_accuracy", "predict_test_f1"} <= set(results)  # labelled test: scored
+    rows = (out / "predict_results.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction" and len(rows) == 11 and {r.split("\t")[1] for r in rows[1:]} <= {"positive", "negative"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "positive", "1": "negative"}  # the ClassLabel's own order
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert str(repo) in card and sha in card
+
+
 def run_recipe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT)}

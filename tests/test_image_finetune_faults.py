@@ -82,3 +82,8 @@ def test_checkpointing_steps_sets_the_save_and_eval_schedule_and_the_loss_falls(
     assert [h["step"] for h in history if "eval_accuracy" in h] == [5, 10, 15]
     losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == 15 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    # The saved model is the best evaluation's, not the last one's (as in recipes/finetune.py).
+    best = max(h["eval_accuracy"] for h in history if "eval_accuracy" in h)
+    state = json.loads((out / "checkpoints" / "checkpoint-15" / "trainer_state.json").read_text())
+    assert state["best_metric"] == best
+    assert json.loads((out / "all_results.json").read_text())["eval_accuracy"] == pytest.approx(best, abs=1e-9)

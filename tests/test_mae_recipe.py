@@ -112,6 +112,8 @@ def test_bad_flags_fail_before_training(tmp_path):
         mae.main(["--mask_ratio", "1.0", "--output_dir", str(tmp_path / "a")])
     with pytest.raises(ConfigError, match="patch_size"):
         mae.main(["--image_size", "30", "--output_dir", str(tmp_path / "b"), "--report_to", "none"])
+    with pytest.raises(ConfigError, match="decode_size"):
+        mae.main([*TINY, "--decode_size", "8", "--output_dir", str(tmp_path / "c")])
     assert not (tmp_path / "a").exists()
 
 
@@ -165,6 +167,7 @@ def test_two_processes_stream_an_image_folder(tmp_path):
     out = tmp_path / "out"
     run_recipe("mae.py", *TINY, "--train_dir", str(tmp_path / "train"), "--validation_dir", str(tmp_path / "val"),
                "--streaming", "true", "--max_steps", "4", "--per_device_train_batch_size", "4",
+               "--decode_size", "24",  # crops drawn from images decoded larger than the model's input
                "--output_dir", str(out), launcher=TORCHRUN_2)
     results = json.loads((out / "all_results.json").read_text())
     assert results["train_steps"] == 4 and results["train_images_seen"] == 4 * 4 * 2

@@ -20,6 +20,7 @@ CONFIG_CLASSES = {
     "contrastive": ("hfssl.contrastive.config", "ContrastiveConfig"),
     "finetune": ("hfssl.finetune.config", "FinetuneConfig"),
     "mae": ("hfssl.mae.config", "MAEConfig"),
+    "image_finetune": ("recipe", "ImageFinetuneConfig"),
 }
 
 

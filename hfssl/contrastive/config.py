@@ -73,7 +73,7 @@ class ContrastiveConfig(ImageDataArguments, RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check_image_data(self.max_steps)
+        self.check_image_data(self.max_steps, self.image_size)
         if self.config_name and self.model_name_or_path:
             raise ConfigError("--config_name builds from scratch and --model_name_or_path loads weights; pass one.")
         for name in ("image_size", "per_device_train_batch_size", "per_device_eval_batch_size",

@@ -5,6 +5,10 @@ there is one, used only for evaluation). The image column is read *undecoded* an
 :class:`ImageCollator`, so a corrupt or truncated file is skipped and counted instead of crashing the run, and
 any PIL mode (L, RGBA, P, CMYK, I;16 ...) is converted to RGB. The loader only decodes and resizes to a square
 ``image_size`` uint8 tensor; augmentation happens in batches on the training device (see ``augment.py``).
+
+Training images can be decoded larger than the views (``--decode_size``): the crops are then resampled from more of
+the source's pixels. Decoding at the view size is enough for small sources (digits, CIFAR) but, on large ones, a
+random crop of 8% of the area upsamples a 63 px region to 224 px.
 """
 
 from __future__ import annotations
@@ -148,9 +152,17 @@ class ImageDataArguments:
     max_train_samples: int | None = _f(None, "Use only the first N training images (quick runs).")
     max_eval_samples: int = _f(10000, "Images used as kNN memory bank / probe training set, and as queries.")
     dataloader_num_workers: int = _f(0, "Worker processes decoding images.")
+    decode_size: int | None = _f(None, "Side of the square the loader decodes training images to; the random crops "
+                                       "are drawn from it (default: --image_size). For large images (ImageNet at "
+                                       "224) 256-320 keeps the small crops sharp, at 1.3-2x the bytes per image.")
 
-    def check_image_data(self, max_steps: int) -> None:
-        """Raise :class:`ConfigError` for data flags that cannot work together (``max_steps``: the run's)."""
+    def check_image_data(self, max_steps: int, image_size: int) -> None:
+        """Raise :class:`ConfigError` for data flags that cannot work together (the run's ``max_steps`` and
+        ``image_size``)."""
+        if self.decode_size is not None and self.decode_size < image_size:
+            raise ConfigError(f"--decode_size {self.decode_size} is below --image_size {image_size}: every crop would "
+                              f"be upsampled from fewer pixels than it has. Pass --decode_size >= {image_size}, or leave "
+                              f"it unset.")
         if self.dataset_name and self.train_dir:
             raise ConfigError("Pass either --dataset_name or --train_dir, not both.")
         if self.validation_dir and not self.train_dir:

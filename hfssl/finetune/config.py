@@ -20,17 +20,24 @@ from .tasks import GLUE_DATASET, GLUE_TASKS
 
 @dataclasses.dataclass
 class FinetuneConfig(RunConfig):
-    """Fine-tune a checkpoint on a GLUE task, on local labelled files, or (default) on the offline fortunes task."""
+    """Fine-tune a checkpoint on a GLUE task, a labelled Hub dataset, local files, or (default) the offline fortunes task."""
 
     output_dir: str = dataclasses.field(default="outputs/finetune", metadata={"help": "Where checkpoints and the final model go."})
     model_name_or_path: str = dataclasses.field(
         default=DEFAULT_CHECKPOINT, metadata={"help": "A local save_pretrained folder (e.g. recipes/mlm.py's output) or a Hub id."}
     )
-    # --- data: a GLUE task, local files, or neither (the offline fortunes task) ---
+    # --- data: a GLUE task, another Hub dataset, local files, or none of them (the offline fortunes task) ---
     task_name: str | None = dataclasses.field(
         default=None, metadata={"help": "A GLUE task loaded from the Hub.", "choices": sorted(GLUE_TASKS)}
     )
-    dataset_name: str = dataclasses.field(default=GLUE_DATASET, metadata={"help": "Hub dataset holding the GLUE tasks."})
+    dataset_name: str | None = dataclasses.field(
+        default=None, metadata={"help": f"Hub dataset. With --task_name: the repo holding GLUE (default {GLUE_DATASET}). "
+                                        "Without: any labelled text dataset (e.g. stanfordnlp/imdb, fancyzhx/ag_news); "
+                                        "the text column is guessed or given by --sentence1_key."}
+    )
+    dataset_config_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Configuration of --dataset_name (not with --task_name: that names GLUE's)."}
+    )
     dataset_revision: str | None = dataclasses.field(default=None, metadata={"help": "Git revision of dataset_name to pin."})
     train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local csv/tsv/json/jsonl/parquet training file."})
     validation_file: str | None = dataclasses.field(
@@ -77,15 +84,21 @@ class FinetuneConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.task_name and (self.train_file or self.validation_file or self.test_file):
-            raise ConfigError("Give either --task_name (a GLUE task from the Hub) or --train_file/--validation_file/"
-                              "--test_file, not both.")
+        local_files = self.train_file or self.validation_file or self.test_file
+        if (self.task_name or self.dataset_name) and local_files:
+            raise ConfigError("Give either Hub data (--task_name or --dataset_name) or local files (--train_file/"
+                              "--validation_file/--test_file), not both.")
         if (self.validation_file or self.test_file) and not self.train_file:
             raise ConfigError("--validation_file/--test_file need --train_file too.")
-        if self.dataset_revision and not self.task_name:
+        if self.task_name and self.dataset_config_name:
+            raise ConfigError(f"--task_name {self.task_name} already names the configuration of the GLUE repo; drop "
+                              f"--dataset_config_name {self.dataset_config_name}.")
+        if self.dataset_config_name and not self.dataset_name:
+            raise ConfigError("--dataset_config_name needs --dataset_name (the Hub dataset it configures).")
+        if self.dataset_revision and not (self.task_name or self.dataset_name):
             local = f"the local file {self.train_file}" if self.train_file else "the offline fortunes task"
             raise ConfigError(f"--dataset_revision {self.dataset_revision} pins a version of a Hub dataset, but the data "
-                              f"here is {local}, which has no revision. Drop --dataset_revision, or pass --task_name.")
+                              f"here is {local}, which has no revision. Drop --dataset_revision, or pass --dataset_name.")
         for name in ("max_seq_length", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")

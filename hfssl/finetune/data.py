@@ -1,7 +1,7 @@
-"""Labelled data for fine-tuning: GLUE from the Hub or local csv/tsv/json(l) files, checked before training.
+"""Labelled data for fine-tuning: GLUE or another Hub dataset, or local csv/tsv/json(l)/parquet files, checked first.
 
-The recipe reads the splits (:func:`load_glue_splits` or :func:`load_local_splits`) and checks their text and
-label columns (:func:`check_columns`, :func:`local_task_for`); :func:`resolve_labels` decides between
+The recipe reads the splits (:func:`load_glue_splits`, :func:`load_hub_splits` or :func:`load_local_splits`) and
+checks their text and label columns (:func:`check_columns`, :func:`local_task_for`); :func:`resolve_labels` decides between
 classification and regression and builds the label mapping (strings like ``"positive"`` become ids, and the
 mapping is stored in the model config as ``id2label``/``label2id``); :func:`encode_splits` tokenizes and turns
 labels into ids. Every problem a user can cause (a missing column, an empty file, a validation label never seen
@@ -11,6 +11,7 @@ in training) raises :class:`DataError` naming the file and the fix, before any m
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..config import ConfigError
 from ..data.text import DataError, check_text_file
 from .tasks import GLUE_TASKS, TaskSpec, local_task
 
+logger = logging.getLogger(__name__)
 # File extension -> (datasets packaged builder, extra builder arguments).
 LOCAL_BUILDERS = {
     ".csv": ("csv", {}),
@@ -36,6 +38,35 @@ _TEXT_GUESSES = [("sentence1", "sentence2"), ("question", "sentence"), ("premise
 def load_glue_splits(task: TaskSpec, dataset_name: str, revision: str | None = None) -> DatasetDict:
     """The GLUE task's train, validation and test splits from the Hub (``nyu-mll/glue`` by default)."""
     return load_dataset(dataset_name, task.name, revision=revision)
+
+
+def load_hub_splits(dataset_name: str, config_name: str | None = None, revision: str | None = None, *,
+                    validation_split_percentage: int = 10, seed: int = 42) -> DatasetDict:
+    """A labelled Hub dataset's train, validation and test splits (e.g. ``stanfordnlp/imdb``, ``fancyzhx/ag_news``).
+
+    Without a ``validation`` split, a seeded ``validation_split_percentage``% of train is held out for checkpoint
+    selection, as for local files: picking the best epoch on ``test`` would report a score tuned on the test set.
+    ``test`` is kept apart and predicted (and scored when it has labels). Other splits (imdb's ``unsupervised``) are
+    not used.
+    """
+    raw = load_dataset(dataset_name, config_name, revision=revision)
+    source = dataset_name + (f"/{config_name}" if config_name else "")
+    if "train" not in raw:
+        raise DataError(f"{source} has no 'train' split (it has {list(raw)}). Pass a dataset with one, or local files "
+                        f"with --train_file.")
+    splits = {"train": raw["train"]}
+    if len(splits["train"]) == 0:
+        raise DataError(f"The train split of {source} is empty.")
+    if "validation" in raw:
+        splits["validation"] = raw["validation"]
+    else:
+        held = splits["train"].train_test_split(test_size=validation_split_percentage / 100, seed=seed)
+        splits["train"], splits["validation"] = held["train"], held["test"]
+        logger.warning(f"{source} has no 'validation' split: {validation_split_percentage}% of train (seed {seed}) "
+                       f"is held out to pick the best checkpoint.")
+    if "test" in raw:
+        splits["test"] = raw["test"]
+    return DatasetDict(splits)
 
 
 def _load_file(path: str, split: str) -> Dataset:
@@ -213,13 +244,13 @@ def encode_splits(raw: DatasetDict, task: TaskSpec, labels: Labels, tokenizer: A
 def glue_task(task_name: str) -> TaskSpec:
     if task_name not in GLUE_TASKS:
         raise ConfigError(f"Unknown --task_name {task_name!r}; GLUE tasks are {sorted(GLUE_TASKS)}. For other data "
-                          f"pass --train_file/--validation_file instead.")
+                          f"pass --dataset_name (a Hub dataset) or --train_file/--validation_file instead.")
     return GLUE_TASKS[task_name]
 
 
 def local_task_for(raw: DatasetDict, sentence1_key: str | None, sentence2_key: str | None, label_column: str,
                    label_type: str, source: str) -> tuple[TaskSpec, Labels]:
-    """Spec and labels for local files, after checking their columns."""
+    """Spec and labels for data that is not GLUE (local files or a Hub dataset), after checking its columns."""
     train_columns = raw["train"].column_names
     if label_column not in train_columns:
         raise DataError(f"{source} has no label column '{label_column}'; its columns are {train_columns}. "
@@ -263,6 +294,7 @@ def select_splits(raw: DatasetDict, task: TaskSpec, *, max_train_samples: int | 
 
 
 __all__ = [
-    "LOCAL_BUILDERS", "Labels", "check_columns", "check_texts", "encode_splits", "glue_task", "load_glue_splits", "load_local_splits",
+    "LOCAL_BUILDERS", "Labels", "check_columns", "check_texts", "encode_splits", "glue_task", "load_glue_splits",
+    "load_hub_splits", "load_local_splits",
     "local_task_for", "resolve_labels", "resolve_text_columns", "select_splits",
 ]

@@ -67,7 +67,7 @@ class MAEConfig(ImageDataArguments, RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check_image_data(self.max_steps)
+        self.check_image_data(self.max_steps, self.image_size)
         if self.dataset_revision and not self.dataset_name:  # checked here too: the recipe builds its model first
             raise ConfigError(f"--dataset_revision {self.dataset_revision} pins a version of a Hub dataset, but the "
                               f"data here is local images, which have no revision. Drop --dataset_revision, or pass "
