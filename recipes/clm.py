@@ -40,6 +40,7 @@ from hfssl.data.packing import pack_fn
 from hfssl.data.text import DataError, load_text_splits
 from hfssl.data.tokenizer_training import load_or_train_tokenizer
 from hfssl.distributed import no_accelerator, settle_gloo_workers
+from hfssl.fast_dropout import use_fast_dropout
 from hfssl.precision import CHOICES as PRECISION_CHOICES
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
 from hfssl.mlm.data import EpochShuffleSampler, PadCollator
@@ -85,6 +86,8 @@ class CLMConfig(RunConfig):
     intermediate_size: int = 1024
     max_seq_length: int = field(default=128, metadata={"help": "Tokens per packed block (the context length of a new model)."})
     dropout: float = field(default=0.1, metadata={"help": "Residual, embedding and attention dropout of a new model (GPT-2: 0.1)."})
+    fast_cpu_dropout: bool = field(default=True, metadata={"help": "On CPU, draw dropout masks 16 bits at a time "
+                                   "(hfssl/fast_dropout.py; PyTorch's per-element draws are slow). GPUs are unaffected."})
     # Optimisation (GPT-2/3 style: AdamW beta2 0.95, weight decay 0.1, cosine decay after a warmup)
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ---- Model (a new GPT-2 sized by the flags, or the checkpoint continued) and the next-token objective.
     model = build_model(cfg, tokenizer)
+    if cfg.fast_cpu_dropout and accelerator.device.type == "cpu":
+        use_fast_dropout(model)  # in memory only: the saved model is the plain one
     if cfg.torch_compile:
         model.compile()  # in place: parameter names (and checkpoints) stay those of the plain model
     objective = CausalLMObjective(model)
