@@ -14,7 +14,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,99 +29,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from hfssl.checkpointing import (NonFiniteLossError, OutputDirError, load_checkpoint, prepare_output_dir,
                                  resolve_resume_path, save_checkpoint)
-from hfssl.config import ConfigError, RunConfig, check_text_pretraining, parse_config, save_config
+from hfssl.config import ConfigError, parse_config, save_config
 from hfssl.data.offline_corpus import python_docs_corpus
 from hfssl.distributed import no_accelerator, settle_gloo_workers
 from hfssl.fast_dropout import use_fast_dropout
-from hfssl.precision import CHOICES as PRECISION_CHOICES
 from hfssl.profiling import step_profiler
 from hfssl.data.text import DataError, load_text_splits
 from hfssl.data.tokenizer_training import load_or_train_tokenizer
 from hfssl.hub import CheckpointPusher, HubError, check_push_ready, push_folder
+from hfssl.mlm.config import MLMConfig
 from hfssl.mlm.data import EpochShuffleSampler, PadCollator, prepare_dataset
 from hfssl.mlm.evaluation import evaluate_mlm, premask_fn
 from hfssl.mlm.masking import (IGNORE_INDEX, mask_tokens, selection_bound, special_token_table, step_generator,
                                 word_start_table)
-from hfssl.mlm.model_factory import build_model, check_sizes
+from hfssl.mlm.model_factory import build_model
 from hfssl.mlm.objective import MaskedLMObjective, mlm_head
-from hfssl.mlm.throughput import encoder_flops_per_token, gpu_peak_flops, peak_memory_mb
+from hfssl.mlm.throughput import encoder_flops_per_token, gpu_peak_flops, peak_memory_mb, tokens_per_second
 from hfssl.model_card import write_model_card
 from hfssl.tracking import tracker_names
 
 logger = get_logger(__name__)
-
-
-@dataclass
-class MLMConfig(RunConfig):
-    """Every flag of recipes/mlm.py. The defaults are the offline default run (recipes/configs/mlm/offline.yaml)."""
-
-    output_dir: str = field(default="outputs/mlm", metadata={"help": "Where checkpoints and the final model go."})
-    mixed_precision: str = field(default="auto", metadata={"help": "auto (default: bf16 on GPUs and on CPUs with AVX512-BF16 "
-                                 "or AMX, where it is ~1.6x faster; float32 on other CPUs, where bf16 is ~28x slower), bf16, "
-                                 "fp16 (GPU) or no.", "choices": PRECISION_CHOICES})
-    # Data
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. Salesforce/wikitext."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset config, e.g. wikitext-103-raw-v1."})
-    dataset_revision: str | None = field(default=None, metadata={"help": "Git revision of --dataset_name to pin: a "
-                                         "branch, tag or commit sha of the Hub dataset repo (default: the latest)."})
-    train_file: str | None = field(default=None, metadata={"help": "Local txt/csv/json/jsonl/parquet file."})
-    validation_file: str | None = field(default=None, metadata={"help": "Local validation file (same type)."})
-    text_column: str | None = field(default=None, metadata={"help": "Column with the text (default: 'text')."})
-    validation_split_percentage: int = field(default=5, metadata={"help": "Held out from train when there is no validation split."})
-    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it (needs max_steps)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation texts."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
-    line_by_line: bool = field(default=False, metadata={"help": "One example per line instead of packed blocks."})
-    # Tokenizer and model
-    model_type: str = field(default="bert", metadata={"help": "Architecture when training from scratch.", "choices": ["bert", "roberta"]})
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Continue pretraining this checkpoint."})
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to use; trained on the data if absent."})
-    vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of a newly trained tokenizer."})
-    tokenizer_train_samples: int = field(default=1_000_000, metadata={"help": "Texts used to train a new tokenizer."})
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 1024
-    max_seq_length: int = 128
-    dropout: float = field(default=0.1, metadata={"help": "Hidden and attention dropout (Cramming and MosaicBERT use 0)."})
-    fast_cpu_dropout: bool = field(default=True, metadata={"help": "On CPU, draw dropout masks 16 bits at a time "
-                                   "(hfssl/fast_dropout.py; PyTorch's took a quarter of a step). GPUs are unaffected."})
-    # Objective
-    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens selected for prediction."})
-    whole_word_mask: bool = field(default=False, metadata={"help": "Mask all sub-tokens of a word together."})
-    sparse_prediction: bool = field(default=True, metadata={"help": "Run the MLM head only on masked positions."})
-    fixed_sparse_capacity: bool = field(default=False, metadata={"help": "Sparse prediction on a fixed number of positions "
-                                        "(masking capped 6 sigma above its mean): no mid-step GPU sync, one shape to compile."})
-    # Optimisation
-    per_device_train_batch_size: int = 32
-    per_device_eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    adam_beta2: float = 0.98
-    max_grad_norm: float = 1.0
-    lr_scheduler_type: str = field(default="linear", metadata={"choices": ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt", "warmup_stable_decay"]})
-    warmup_steps: float = field(default=0.06, metadata={"help": "Warmup steps; a value below 1 is a fraction of max_steps."})
-    max_steps: int = field(default=400, metadata={"help": "Optimizer steps (overrides num_train_epochs when > 0)."})
-    num_train_epochs: float = 1.0
-    eval_steps: int = field(default=200, metadata={"help": "Evaluate every N optimizer steps (0: only at the end)."})
-    torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (pays off on long GPU runs)."})
-    profile_steps: int = field(default=0, metadata={"help": "Profile this many optimizer steps: a Chrome trace, the heaviest "
-                               "operators and how busy the GPU was go to OUTPUT_DIR/profile (hfssl/profiling.py)."})
-    profile_skip_steps: int = field(default=10, metadata={"help": "Steps before the profiled ones (compilation and warm-up)."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}.")
-        check_text_pretraining(self)
-        if self.max_seq_length < 8:
-            raise ConfigError(f"max_seq_length must be at least 8, got {self.max_seq_length}.")
-        if self.profile_steps < 0 or self.profile_skip_steps < 0:
-            raise ConfigError("--profile_steps and --profile_skip_steps must be >= 0.")
-        if not self.model_name_or_path:
-            check_sizes(self.hidden_size, self.num_attention_heads, self.max_seq_length)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -242,8 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
         save_config(cfg, output_dir / "hfssl_config.yaml")
     flops_per_token = encoder_flops_per_token(model.config, cfg.max_seq_length)
     peak = gpu_peak_flops(torch.cuda.get_device_name()) if accelerator.device.type == "cuda" else None
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info(f"{n_params / 1e6:.1f}M parameters, {accelerator.num_processes} process(es), {max_steps} steps", main_process_only=True)
+    logger.info(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {accelerator.num_processes} "
+                f"process(es), {max_steps} steps", main_process_only=True)
 
     # --hub_push_checkpoints: every checkpoint is uploaded from a background thread; training never waits for it.
     pusher = (CheckpointPusher(cfg.hub_model_id, private=cfg.hub_private_repo, revision=cfg.hub_revision)
@@ -261,7 +187,6 @@ def main(argv: list[str] | None = None) -> dict:
     objective.train()
     # Throughput counts this process's run only (not what a resumed checkpoint had seen) and excludes eval/saving.
     start_time, start_tokens, window_loss, window_n = time.perf_counter(), tokens_seen, 0.0, 0
-    train_time, run_tokens = 0.0, 0
     windows: list[tuple[float, int]] = []  # (seconds, tokens) per logging window; the first holds compile and warm-up
     if profiler is not None:
         profiler.start()
@@ -309,7 +234,6 @@ def main(argv: list[str] | None = None) -> dict:
             if step % cfg.logging_steps == 0 or step == max_steps or checkpoint_now:
                 elapsed = time.perf_counter() - start_time
                 tps = (tokens_seen - start_tokens) / max(elapsed, 1e-9)
-                train_time, run_tokens = train_time + elapsed, run_tokens + tokens_seen - start_tokens
                 windows.append((elapsed, tokens_seen - start_tokens))
                 avg = float(accelerator.reduce(torch.as_tensor(window_loss, device=accelerator.device), "mean")) / window_n
                 if not math.isfinite(avg):  # checked before any checkpoint, so the last saved one is good
@@ -349,13 +273,12 @@ def main(argv: list[str] | None = None) -> dict:
     if eval_dl is not None:
         metrics = evaluate_mlm(objective, eval_dl, accelerator)
         accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-    results = {"train_steps": step, "train_tokens": tokens_seen, "train_runtime": round(train_time, 2),
-               "train_tokens_per_second": run_tokens / max(train_time, 1e-9),
+    # Steady state: every logging window but the first (torch.compile, cuDNN/cuBLAS autotuning, allocator growth).
+    results = {"train_steps": step, "train_tokens": tokens_seen, "train_runtime": round(sum(t for t, _ in windows), 2),
+               "train_tokens_per_second": tokens_per_second(windows),
+               "train_tokens_per_second_steady": tokens_per_second(windows[1:] or windows),
                "train_loss": loss_history[-1][1] if loss_history else None, **metrics,
                "peak_memory_mb": round(peak_memory_mb(accelerator.device), 1), "num_processes": accelerator.num_processes}
-    # Steady state: every logging window but the first (torch.compile, cuDNN/cuBLAS autotuning, allocator growth).
-    steady = windows[1:] or windows
-    results["train_tokens_per_second_steady"] = sum(n for _, n in steady) / max(sum(t for t, _ in steady), 1e-9)
     if peak:
         for key, tps_key in (("mfu", "train_tokens_per_second"), ("mfu_steady", "train_tokens_per_second_steady")):
             results[key] = results[tps_key] * flops_per_token / (peak * accelerator.num_processes)

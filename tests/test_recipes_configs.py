@@ -14,7 +14,7 @@ from hfssl.precision import resolve_mixed_precision
 ROOT = Path(__file__).resolve().parent.parent
 # recipe -> where its config dataclass lives ("recipe" for the script itself).
 CONFIG_CLASSES = {
-    "mlm": ("recipe", "MLMConfig"),
+    "mlm": ("hfssl.mlm.config", "MLMConfig"),
     "clm": ("recipe", "CLMConfig"),
     "word2vec": ("hfssl.word2vec.config", "Word2VecConfig"),
     "contrastive": ("hfssl.contrastive.config", "ContrastiveConfig"),
@@ -102,3 +102,12 @@ def test_fsdp_config_wraps_every_transformer_layer(model_type, layer_flag):
     wrapped = [m for m in model.modules() if policy(m)]
     assert len(wrapped) == 3
     assert all(type(m).__name__.lower().startswith(model_type) for m in wrapped)
+
+
+def test_mlm_fixed_sparse_capacity_defaults_to_on_for_cpu_only(monkeypatch):
+    import hfssl.mlm.config as mlm_config
+
+    for cpu_only in (True, False):
+        monkeypatch.setattr(mlm_config, "no_accelerator", lambda: cpu_only)
+        assert parse_config(mlm_config.MLMConfig, []).fixed_sparse_capacity is cpu_only
+        assert parse_config(mlm_config.MLMConfig, ["--fixed_sparse_capacity", "false"]).fixed_sparse_capacity is False

@@ -51,6 +51,11 @@ def encoder_flops_per_token(config, seq_len: int) -> float:
     return 6 * matmul_params + 6 * attention
 
 
+def tokens_per_second(windows: list[tuple[float, int]]) -> float:
+    """Tokens per second over ``(seconds, tokens)`` logging windows (training time only: no eval or saving)."""
+    return sum(n for _, n in windows) / max(sum(t for t, _ in windows), 1e-9)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process: allocator peak on GPU, max resident set size on CPU."""
     if device.type == "cuda":
