@@ -17,6 +17,8 @@ On GPUs dropout is fused into the kernels already; the recipes use this on CPU o
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -30,9 +32,7 @@ _LEVELS = 1 << 16
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """A boolean mask of ``shape``: each element True (kept) with probability 1 - p, independently."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     # random_(from, to) covers [from, to): all 64 bits random (to is 2**63 - 1, so one of 2**64 values never comes).
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), (1 << 63) - 1)
     uniforms = words.view(torch.int16)[:n].view(shape)  # each in [-32768, 32767], uniform

@@ -12,7 +12,8 @@
 Data: a GLUE task from the Hub (``--task_name``), any labelled Hub dataset (``--dataset_name``), local files
 (``--train_file``...), or with none of them the offline fortunes topic task (hfssl/finetune/fortunes.py). Evaluates
 and saves each epoch (or every ``--checkpointing_steps``), keeps the best checkpoint by the task's metric, can stop
-early, predicts the test split in GLUE submission format, and writes a Hub-ready folder: model, tokenizer, id2label, all_results.json, README.md.
+early, predicts the test split in GLUE submission format, and writes a Hub-ready folder: model, tokenizer, id2label,
+all_results.json, README.md.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     state.wait_for_everyone()
     started = time.time()
 
-    # ---- 2. Labelled data: GLUE or another Hub dataset, local files, or the offline fortunes task ------------------------
+    # ---- 2. Labelled data: GLUE or another Hub dataset, local files, or the offline fortunes task -----------
     if cfg.task_name:
         dataset_name = cfg.dataset_name or GLUE_DATASET
         source = f"{dataset_name}/{cfg.task_name}"

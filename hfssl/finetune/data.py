@@ -40,6 +40,12 @@ def load_glue_splits(task: TaskSpec, dataset_name: str, revision: str | None = N
     return load_dataset(dataset_name, task.name, revision=revision)
 
 
+def _hold_out_validation(splits: dict[str, Dataset], percentage: int, seed: int) -> None:
+    """Move a seeded ``percentage``% of ``splits["train"]`` to ``splits["validation"]`` (Hub data and local files)."""
+    held = splits["train"].train_test_split(test_size=percentage / 100, seed=seed)
+    splits["train"], splits["validation"] = held["train"], held["test"]
+
+
 def load_hub_splits(dataset_name: str, config_name: str | None = None, revision: str | None = None, *,
                     validation_split_percentage: int = 10, seed: int = 42) -> DatasetDict:
     """A labelled Hub dataset's train, validation and test splits (e.g. ``stanfordnlp/imdb``, ``fancyzhx/ag_news``).
@@ -60,8 +66,7 @@ def load_hub_splits(dataset_name: str, config_name: str | None = None, revision:
     if "validation" in raw:
         splits["validation"] = raw["validation"]
     else:
-        held = splits["train"].train_test_split(test_size=validation_split_percentage / 100, seed=seed)
-        splits["train"], splits["validation"] = held["train"], held["test"]
+        _hold_out_validation(splits, validation_split_percentage, seed)
         logger.warning(f"{source} has no 'validation' split: {validation_split_percentage}% of train (seed {seed}) "
                        f"is held out to pick the best checkpoint.")
     if "test" in raw:
@@ -101,8 +106,7 @@ def load_local_splits(train_file: str, validation_file: str | None, test_file: s
         if len(splits["train"]) < 10:
             raise DataError(f"{train_file} has {len(splits['train'])} rows: too few to hold out a validation split. "
                             f"Pass --validation_file.")
-        held = splits["train"].train_test_split(test_size=validation_split_percentage / 100, seed=seed)
-        splits["train"], splits["validation"] = held["train"], held["test"]
+        _hold_out_validation(splits, validation_split_percentage, seed)
     if test_file:
         splits["test"] = _load_file(test_file, "test")
     return DatasetDict(splits)
